@@ -1,0 +1,205 @@
+//! Templates and expressions in MiniJinja: compiled once when a flow loads, rendered with a fuel
+//! budget and an output cap so that a runaway template cannot stall or flood a conversation.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use minijinja::{Environment, Expression, UndefinedBehavior, Value};
+
+/// Fuel (roughly VM instructions) a single render or evaluation may burn.
+pub const FUEL: u64 = 20_000;
+/// The most bytes a template may render.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Names every template may use without declaring them.
+pub const BUILTIN_NAMES: &[&str] = &[
+    // Set by the engine.
+    "user", "message", "now",
+    // MiniJinja's global functions and loop helpers.
+    "range", "dict", "namespace", "debug", "loop", "self", "super", "varargs", "kwargs", "caller",
+];
+
+/// A template or expression problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(String);
+
+impl TemplateError {
+    fn from_minijinja(err: &minijinja::Error) -> Self {
+        // The kind's description ("syntax error", "undefined value") plus the detail.
+        let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+        let line = err.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
+        TemplateError(format!("{}{detail}{line}", err.kind()))
+    }
+}
+
+/// Applies the engine's limits to a MiniJinja environment.
+fn configure(env: &mut Environment<'static>) {
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(64);
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+}
+
+/// The shared environment that expressions are compiled in.
+static EXPRESSIONS: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    configure(&mut env);
+    env
+});
+
+/// A compiled expression, e.g. `order.total > 100`.
+pub struct Expr {
+    source: String,
+    compiled: Expression<'static, 'static>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl Expr {
+    /// Compiles `source`.
+    pub fn compile(source: &str) -> Result<Self, TemplateError> {
+        let compiled = EXPRESSIONS
+            .compile_expression_owned(source.to_string())
+            .map_err(|err| TemplateError::from_minijinja(&err))?;
+        Ok(Expr {
+            source: source.to_string(),
+            compiled,
+        })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the expression in `scope`.
+    pub fn eval(&self, scope: &Value) -> Result<Value, TemplateError> {
+        self.compiled
+            .eval(scope.clone())
+            .map_err(|err| TemplateError::from_minijinja(&err))
+    }
+
+    /// Evaluates the expression and converts the result to JSON (undefined becomes null).
+    pub fn eval_json(&self, scope: &Value) -> Result<serde_json::Value, TemplateError> {
+        to_json(&self.eval(scope)?)
+    }
+
+    /// The top-level variable names the expression reads.
+    pub fn variables(&self) -> HashSet<String> {
+        self.compiled.undeclared_variables(false)
+    }
+}
+
+/// Converts any serializable value (a scope, a JSON document) into a MiniJinja value.
+pub fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    Value::from(minijinja::value::Serde(value))
+}
+
+/// Converts a MiniJinja value to JSON.
+pub fn to_json(value: &Value) -> Result<serde_json::Value, TemplateError> {
+    if value.is_undefined() || value.is_none() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::to_value(value).map_err(|err| TemplateError(format!("cannot convert result to JSON: {err}")))
+}
+
+/// A text that may be a template: plain texts are kept as they are and never touch MiniJinja.
+#[derive(Debug, Clone)]
+pub enum Text {
+    /// A text without template syntax.
+    Plain(String),
+    /// The name of a template in the flow's [`Templates`].
+    Template(String),
+}
+
+/// The templates of one flow, compiled into one MiniJinja environment.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        let mut env = Environment::new();
+        configure(&mut env);
+        Templates { env }
+    }
+}
+
+/// Whether `source` uses template syntax at all.
+pub fn has_template_syntax(source: &str) -> bool {
+    source.contains("{{") || source.contains("{%") || source.contains("{#")
+}
+
+impl Templates {
+    /// Compiles `source` under a unique `name` and returns it with the variables it reads.
+    pub fn add(&mut self, name: String, source: &str) -> Result<(Text, HashSet<String>), TemplateError> {
+        if !has_template_syntax(source) {
+            return Ok((Text::Plain(source.to_string()), HashSet::new()));
+        }
+        self.env
+            .add_template_owned(name.clone(), source.to_string())
+            .map_err(|err| TemplateError::from_minijinja(&err))?;
+        let template = self
+            .env
+            .get_template(&name)
+            .map_err(|err| TemplateError::from_minijinja(&err))?;
+        let variables = template.undeclared_variables(false);
+        Ok((Text::Template(name), variables))
+    }
+
+    /// Renders `text` in `scope`, refusing output over [`MAX_OUTPUT_BYTES`].
+    pub fn render(&self, text: &Text, scope: &Value) -> Result<String, TemplateError> {
+        let name = match text {
+            Text::Plain(text) => return Ok(text.clone()),
+            Text::Template(name) => name,
+        };
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|err| TemplateError::from_minijinja(&err))?;
+        let output = template
+            .render(scope.clone())
+            .map_err(|err| TemplateError::from_minijinja(&err))?;
+        if output.len() > MAX_OUTPUT_BYTES {
+            return Err(TemplateError(format!(
+                "the template rendered {} bytes, more than the {MAX_OUTPUT_BYTES} allowed",
+                output.len()
+            )));
+        }
+        Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runaway_templates_are_stopped() {
+        let mut templates = Templates::default();
+        let (looping, _) = templates
+            .add("t".into(), "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}")
+            .unwrap();
+        let err = templates.render(&looping, &Value::UNDEFINED).unwrap_err();
+        assert!(err.to_string().contains("fuel"), "{err}");
+
+        let (big, _) = templates.add("u".into(), "{{ 'x' * 1000000 }}").unwrap();
+        assert!(templates.render(&big, &Value::UNDEFINED).is_err());
+    }
+
+    #[test]
+    fn expressions_keep_types_and_report_variables() {
+        let expr = Expr::compile("order.total > limit").unwrap();
+        let scope = to_value(&serde_json::json!({"order": {"total": 120}, "limit": 100}));
+        assert_eq!(expr.eval_json(&scope).unwrap(), serde_json::json!(true));
+        let mut names: Vec<_> = expr.variables().into_iter().collect();
+        names.sort();
+        assert_eq!(names, ["limit", "order"]);
+        assert!(Expr::compile("order.total >").is_err());
+    }
+}
