@@ -222,7 +222,9 @@ impl fmt::Display for Diagnostic {
         write!(f, "{level}[{}]: {}", self.code, self.message)?;
         let file = self.file.as_deref().unwrap_or("<flow>");
         match (self.position, &self.node) {
-            (Some(p), Some(node)) => write!(f, "\n  --> {file}:{}:{} (node `{node}`)", p.line, p.column)?,
+            (Some(p), Some(node)) => {
+                write!(f, "\n  --> {file}:{}:{} (node `{node}`)", p.line, p.column)?
+            }
             (Some(p), None) => write!(f, "\n  --> {file}:{}:{}", p.line, p.column)?,
             (None, Some(node)) => write!(f, "\n  --> {file} (node `{node}`)")?,
             (None, None) => write!(f, "\n  --> {file}")?,

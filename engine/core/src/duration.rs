@@ -79,9 +79,18 @@ mod tests {
 
     #[test]
     fn parses_what_designers_write() {
-        let cases = [("500ms", 500), ("30s", 30_000), ("10m", 600_000), ("2h 30m", 9_000_000)];
+        let cases = [
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("10m", 600_000),
+            ("2h 30m", 9_000_000),
+        ];
         for (text, millis) in cases {
-            assert_eq!(text.parse::<Duration>().unwrap().as_millis(), millis, "{text}");
+            assert_eq!(
+                text.parse::<Duration>().unwrap().as_millis(),
+                millis,
+                "{text}"
+            );
         }
         assert!("soon".parse::<Duration>().is_err());
         assert!("10".parse::<Duration>().is_err());

@@ -51,6 +51,24 @@ impl Positions {
         self.keys.get(&path.join(".")).copied()
     }
 
+    /// The first key at or under `prefix` (e.g. the first key of a list item `cases.0.turns.2`).
+    pub fn first_under(&self, prefix: &str) -> Option<Position> {
+        let nested = format!("{prefix}.");
+        self.keys
+            .iter()
+            .filter(|(path, _)| *path == prefix || path.starts_with(&nested))
+            .map(|(_, position)| *position)
+            .min()
+    }
+
+    /// Where the keys of any YAML or JSON text are (best effort: empty when it does not parse).
+    pub fn of(text: &str) -> Self {
+        let mut scanner = PositionScanner::default();
+        let mut parser = Parser::new_from_str(text);
+        let _ = parser.load(&mut scanner, false);
+        scanner.positions
+    }
+
     /// The position of node `id`'s key.
     pub fn node(&self, id: &str) -> Option<Position> {
         self.get(&["nodes", id])
@@ -100,17 +118,28 @@ struct RawFlow {
 pub fn parse(source: &Source) -> (Option<ParsedFlow>, Vec<Diagnostic>) {
     let file = source.name.clone();
     let mut diagnostics = Vec::new();
-    let mut report = |d: Diagnostic| diagnostics.push(Diagnostic { file: Some(file.clone()), ..d });
+    let mut report = |d: Diagnostic| {
+        diagnostics.push(Diagnostic {
+            file: Some(file.clone()),
+            ..d
+        })
+    };
 
     let text = source.text.as_str();
     if text.len() > MAX_FLOW_BYTES {
         report(Diagnostic::error(
             Code::Syntax,
-            format!("the file is {} bytes; flow files are limited to {MAX_FLOW_BYTES} bytes", text.len()),
+            format!(
+                "the file is {} bytes; flow files are limited to {MAX_FLOW_BYTES} bytes",
+                text.len()
+            ),
         ));
         return (None, diagnostics);
     }
-    if text.lines().all(|line| line.trim().is_empty() || line.trim_start().starts_with('#')) {
+    if text
+        .lines()
+        .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
+    {
         report(
             Diagnostic::error(Code::Syntax, "the file is empty")
                 .help("a flow needs at least `id`, `start` and `nodes`"),
@@ -225,7 +254,11 @@ fn shape_or_syntax(is_data: bool, message: String) -> Diagnostic {
     }
 }
 
-fn parse_node(id: &str, value: serde_json::Value, positions: &Positions) -> Result<Node, Diagnostic> {
+fn parse_node(
+    id: &str,
+    value: serde_json::Value,
+    positions: &Positions,
+) -> Result<Node, Diagnostic> {
     let kind = match value.get("kind") {
         Some(serde_json::Value::String(kind)) => kind.clone(),
         Some(other) => {
@@ -235,8 +268,10 @@ fn parse_node(id: &str, value: serde_json::Value, positions: &Positions) -> Resu
             ));
         }
         None if value.is_object() => {
-            return Err(Diagnostic::error(Code::Shape, format!("node `{id}` has no `kind`"))
-                .help(format!("one of: {}", Node::KINDS.join(", "))));
+            return Err(
+                Diagnostic::error(Code::Shape, format!("node `{id}` has no `kind`"))
+                    .help(format!("one of: {}", Node::KINDS.join(", "))),
+            );
         }
         None => {
             return Err(Diagnostic::error(
@@ -246,8 +281,11 @@ fn parse_node(id: &str, value: serde_json::Value, positions: &Positions) -> Resu
         }
     };
     if !Node::KINDS.contains(&kind.as_str()) {
-        let mut d = Diagnostic::error(Code::UnknownKind, format!("node `{id}` has unknown kind `{kind}`"))
-            .at(positions.node_field(id, "kind"));
+        let mut d = Diagnostic::error(
+            Code::UnknownKind,
+            format!("node `{id}` has unknown kind `{kind}`"),
+        )
+        .at(positions.node_field(id, "kind"));
         d = match did_you_mean(&kind, Node::KINDS.iter().copied()) {
             Some(best) => d.help(format!("did you mean `{best}`?")),
             None => d.help(format!("one of: {}", Node::KINDS.join(", "))),
@@ -277,8 +315,10 @@ fn scan_positions(text: &str) -> Result<(Positions, Vec<(Vec<String>, Position)>
     }
     if let Err(err) = result {
         let m = err.marker();
-        return Err(Diagnostic::error(Code::Syntax, format!("not valid YAML: {}", err.info()))
-            .at(Some(position(m))));
+        return Err(
+            Diagnostic::error(Code::Syntax, format!("not valid YAML: {}", err.info()))
+                .at(Some(position(m))),
+        );
     }
     if !scanner.saw_root_mapping {
         return Err(Diagnostic::error(
@@ -349,8 +389,11 @@ impl MarkedEventReceiver for PositionScanner {
                 self.documents += 1;
                 if self.documents > 1 {
                     self.failure = Some(
-                        Diagnostic::error(Code::Syntax, "a flow file holds one YAML document, found several")
-                            .at(Some(position(&mark))),
+                        Diagnostic::error(
+                            Code::Syntax,
+                            "a flow file holds one YAML document, found several",
+                        )
+                        .at(Some(position(&mark))),
                     );
                 }
             }
@@ -378,8 +421,11 @@ impl MarkedEventReceiver for PositionScanner {
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 if self.stack.len() >= MAX_DEPTH {
                     self.failure = Some(
-                        Diagnostic::error(Code::Syntax, format!("the file is nested deeper than {MAX_DEPTH} levels"))
-                            .at(Some(position(&mark))),
+                        Diagnostic::error(
+                            Code::Syntax,
+                            format!("the file is nested deeper than {MAX_DEPTH} levels"),
+                        )
+                        .at(Some(position(&mark))),
                     );
                     return;
                 }
@@ -414,9 +460,15 @@ mod tests {
         let text = "id: f\nstart: a\nnodes:\n  a:\n    kind: end\n  a:\n    kind: end\n";
         let (parsed, diagnostics) = parse(&Source::new("f.yaml", text));
         let parsed = parsed.unwrap();
-        assert_eq!(parsed.positions.node("a"), Some(Position { line: 4, column: 3 }));
+        assert_eq!(
+            parsed.positions.node("a"),
+            Some(Position { line: 4, column: 3 })
+        );
         assert_eq!(diagnostics.len(), 1);
         assert_eq!(diagnostics[0].code, Code::Duplicate);
-        assert_eq!(diagnostics[0].position, Some(Position { line: 6, column: 3 }));
+        assert_eq!(
+            diagnostics[0].position,
+            Some(Position { line: 6, column: 3 })
+        );
     }
 }

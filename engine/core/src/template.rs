@@ -14,9 +14,20 @@ pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 /// Names every template may use without declaring them.
 pub const BUILTIN_NAMES: &[&str] = &[
     // Set by the engine.
-    "user", "message", "now",
+    "user",
+    "message",
+    "now",
     // MiniJinja's global functions and loop helpers.
-    "range", "dict", "namespace", "debug", "loop", "self", "super", "varargs", "kwargs", "caller",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+    "varargs",
+    "kwargs",
+    "caller",
 ];
 
 /// A template or expression problem.
@@ -25,10 +36,17 @@ pub const BUILTIN_NAMES: &[&str] = &[
 pub struct TemplateError(String);
 
 impl TemplateError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        TemplateError(message.into())
+    }
+
     fn from_minijinja(err: &minijinja::Error) -> Self {
         // The kind's description ("syntax error", "undefined value") plus the detail.
         let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
-        let line = err.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
+        let line = err
+            .line()
+            .map(|l| format!(" (template line {l})"))
+            .unwrap_or_default();
         TemplateError(format!("{}{detail}{line}", err.kind()))
     }
 }
@@ -104,7 +122,8 @@ pub fn to_json(value: &Value) -> Result<serde_json::Value, TemplateError> {
     if value.is_undefined() || value.is_none() {
         return Ok(serde_json::Value::Null);
     }
-    serde_json::to_value(value).map_err(|err| TemplateError(format!("cannot convert result to JSON: {err}")))
+    serde_json::to_value(value)
+        .map_err(|err| TemplateError(format!("cannot convert result to JSON: {err}")))
 }
 
 /// A text that may be a template: plain texts are kept as they are and never touch MiniJinja.
@@ -137,7 +156,11 @@ pub fn has_template_syntax(source: &str) -> bool {
 
 impl Templates {
     /// Compiles `source` under a unique `name` and returns it with the variables it reads.
-    pub fn add(&mut self, name: String, source: &str) -> Result<(Text, HashSet<String>), TemplateError> {
+    pub fn add(
+        &mut self,
+        name: String,
+        source: &str,
+    ) -> Result<(Text, HashSet<String>), TemplateError> {
         if !has_template_syntax(source) {
             return Ok((Text::Plain(source.to_string()), HashSet::new()));
         }
@@ -183,7 +206,10 @@ mod tests {
     fn runaway_templates_are_stopped() {
         let mut templates = Templates::default();
         let (looping, _) = templates
-            .add("t".into(), "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}")
+            .add(
+                "t".into(),
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            )
             .unwrap();
         let err = templates.render(&looping, &Value::UNDEFINED).unwrap_err();
         assert!(err.to_string().contains("fuel"), "{err}");

@@ -1,0 +1,315 @@
+//! Conversation state, the events that move it and the effects it asks for: the data of the pure
+//! state machine. Everything here is serde-serializable and compact.
+
+use serde::{Deserialize, Serialize};
+
+/// The current format of [`ConversationState`]; stored with every state.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Where one conversation is: its flow and node, variables, call stack and what it waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationState {
+    /// Format version of this record.
+    #[serde(rename = "v")]
+    pub format: u32,
+    /// The flow the conversation is in.
+    pub flow: String,
+    /// The node it is at; `None` before the first event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Its status.
+    #[serde(default, skip_serializing_if = "Status::is_active")]
+    pub status: Status,
+    /// Variables.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    /// Subflow calls to return from, innermost last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<Frame>,
+    /// Invalid replies to the current `ask` so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// What the conversation waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// The last id handed out for timers and plugin calls; ids are never reused.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub seq: u64,
+    /// User messages that arrived while the conversation waited for a plugin or a timer, to be
+    /// handled once it waits for the user again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued: Vec<UserMessage>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
+}
+
+impl ConversationState {
+    /// A conversation that has not started, in flow `flow`.
+    pub fn new(flow: impl Into<String>) -> Self {
+        ConversationState {
+            format: STATE_FORMAT,
+            flow: flow.into(),
+            node: None,
+            status: Status::Active,
+            vars: serde_json::Map::new(),
+            stack: Vec::new(),
+            retries: 0,
+            waiting: None,
+            seq: 0,
+            queued: Vec::new(),
+        }
+    }
+
+    /// The next id for a timer or a plugin call.
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// A conversation's status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Status {
+    /// Running: waiting for the user, a plugin, a timer, or not started yet.
+    #[default]
+    Active,
+    /// A human operator has the conversation; the bot stays silent until resumed.
+    HandedOff,
+    /// The flow reached its end; the next user message starts it again.
+    Ended,
+    /// Something went wrong that the flow does not handle; an operator must act.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+impl Status {
+    fn is_active(&self) -> bool {
+        *self == Status::Active
+    }
+}
+
+/// A subflow call to return from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    /// The calling flow.
+    pub flow: String,
+    /// Where to continue in it.
+    pub node: String,
+    /// `true` to run `node` again (an intent interrupted it), `false` to continue at the
+    /// `next` of the `call` node `node`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reenter: bool,
+}
+
+/// What a conversation waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "for")]
+pub enum Waiting {
+    /// A reply to an `ask`, with the id of its timeout timer.
+    Reply {
+        /// The timeout timer, if the `ask` has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timer: Option<u64>,
+    },
+    /// The result of a plugin call.
+    Plugin {
+        /// The call id.
+        call: u64,
+    },
+    /// A `wait` timer.
+    Timer {
+        /// The timer id.
+        timer: u64,
+    },
+    /// An operator to resume the bot.
+    Operator,
+}
+
+/// A message from the end user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserMessage {
+    /// What they typed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The payload of a tapped quick reply or button.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+}
+
+impl UserMessage {
+    /// A typed message.
+    pub fn text(text: impl Into<String>) -> Self {
+        UserMessage {
+            text: Some(text.into()),
+            payload: None,
+        }
+    }
+
+    /// A tapped quick reply or postback.
+    pub fn payload(payload: impl Into<String>) -> Self {
+        UserMessage {
+            text: None,
+            payload: Some(payload.into()),
+        }
+    }
+}
+
+/// Something that happened to a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Event {
+    /// The user wrote or tapped something.
+    User(UserMessage),
+    /// A plugin call finished with an outcome.
+    PluginResult {
+        /// The call id from [`Effect::CallPlugin`].
+        call: u64,
+        /// `ok` or an action-defined outcome.
+        outcome: String,
+        /// The action's output.
+        #[serde(default)]
+        output: serde_json::Value,
+    },
+    /// A plugin call failed for good (after the runtime's retries).
+    PluginFailed {
+        /// The call id.
+        call: u64,
+        /// What went wrong.
+        error: String,
+    },
+    /// A timer fell due.
+    Timer {
+        /// The timer id from [`Effect::SetTimer`].
+        timer: u64,
+    },
+    /// A human operator acted.
+    Operator(OperatorAction),
+    /// The user's profile changed (e.g. first name from the channel); merged into `user`.
+    Profile {
+        /// Profile fields.
+        profile: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// What an operator can do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum OperatorAction {
+    /// Give the conversation back to the bot.
+    Resume,
+    /// Say something to the user as the operator.
+    Say {
+        /// The text.
+        text: String,
+    },
+    /// Start over from the flow's start, forgetting the variables (the profile is kept).
+    Reset,
+}
+
+/// A message for the user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outbound {
+    /// The text.
+    pub text: String,
+    /// Quick replies offered under it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quick_replies: Vec<QuickReply>,
+    /// Buttons under it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Button>,
+    /// Show a typing indicator this long before sending, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing_ms: Option<u64>,
+}
+
+/// A rendered quick reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuickReply {
+    /// The label.
+    pub title: String,
+    /// What comes back when tapped.
+    pub payload: String,
+}
+
+/// A rendered button.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Button {
+    /// The label.
+    pub title: String,
+    /// The postback payload, for postback buttons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The address, for link buttons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Something the runtime must do after committing the new state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "effect")]
+pub enum Effect {
+    /// Send a message to the user.
+    Send(Outbound),
+    /// Call a plugin action; its result comes back as [`Event::PluginResult`] or
+    /// [`Event::PluginFailed`] with the same `call`.
+    CallPlugin {
+        /// The call id, unique within the conversation (part of the idempotency key).
+        call: u64,
+        /// `plugin.action`.
+        action: String,
+        /// The rendered input.
+        input: serde_json::Value,
+        /// Total attempts allowed.
+        attempts: u32,
+        /// First retry delay in milliseconds.
+        backoff_ms: u64,
+        /// Longest retry delay in milliseconds.
+        max_backoff_ms: u64,
+    },
+    /// Fire [`Event::Timer`] with `timer` at `due` (milliseconds since the Unix epoch).
+    SetTimer {
+        /// The timer id.
+        timer: u64,
+        /// When it falls due.
+        due: u64,
+    },
+    /// Forget a timer set earlier.
+    CancelTimer {
+        /// The timer id.
+        timer: u64,
+    },
+    /// Hand the conversation to an operator.
+    Handoff {
+        /// Why, for the operator.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Pass a user message to the operator who has the conversation.
+    ForwardToOperator(UserMessage),
+    /// The conversation reached its end.
+    End,
+    /// The conversation failed and waits for an operator.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// The result of one step: the new state, the effects to run, and whether the event was used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// The state after the event.
+    pub state: ConversationState,
+    /// Effects, in order.
+    pub effects: Vec<Effect>,
+    /// Why the event changed nothing, when it did not (a late timer, a stale plugin result).
+    pub ignored: Option<String>,
+}
