@@ -5,7 +5,6 @@
 //! event and ids come from the state, so the same inputs always give the same outputs.
 
 use minijinja::Value;
-use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::answer;
 use crate::compile::normalize_keyword;
@@ -30,7 +29,6 @@ pub fn step(flows: &FlowSet, state: ConversationState, event: &Event, now: u64) 
         effects: Vec::new(),
         now,
         message: None,
-        scope: None,
         ignored: None,
     };
     machine.handle(event);
@@ -49,35 +47,34 @@ struct Machine<'a> {
     now: u64,
     /// The user message being handled, for templates (`message.text`).
     message: Option<UserMessage>,
-    /// The template scope, rebuilt after variables change.
-    scope: Option<Value>,
     ignored: Option<String>,
 }
 
 /// The variables templates see: the conversation's variables plus `message` and `now` (and
 /// `output` when binding a plugin's outputs).
-struct Scope<'s> {
+struct Vars<'s> {
     vars: &'s serde_json::Map<String, serde_json::Value>,
     message: Option<&'s UserMessage>,
     now: u64,
     output: Option<&'s serde_json::Value>,
 }
 
-impl Serialize for Scope<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.vars.len() + 3))?;
-        for (name, value) in self.vars {
-            map.serialize_entry(name, value)?;
+impl template::Scope for Vars<'_> {
+    fn get(&self, name: &str) -> Option<Value> {
+        match name {
+            "message" => Some(self.message.map_or(Value::from(()), template::to_value)),
+            "now" => Some(Value::from(self.now)),
+            "output" => self
+                .output
+                .filter(|o| !o.is_null())
+                .map(template::from_json),
+            // `user.first_name` must read as undefined, not fail, before a profile is known.
+            "user" => Some(self.vars.get("user").map_or_else(
+                || Value::from_pairs(std::iter::empty::<(&str, Value)>()),
+                template::from_json,
+            )),
+            _ => self.vars.get(name).map(template::from_json),
         }
-        if !self.vars.contains_key("user") {
-            map.serialize_entry("user", &serde_json::Value::Object(Default::default()))?;
-        }
-        map.serialize_entry("message", &self.message)?;
-        map.serialize_entry("now", &self.now)?;
-        if let Some(output) = self.output {
-            map.serialize_entry("output", output)?;
-        }
-        map.end()
     }
 }
 
@@ -119,7 +116,6 @@ impl<'a> Machine<'a> {
                 if let serde_json::Value::Object(user) = user {
                     user.extend(profile.clone());
                 }
-                self.scope = None;
             }
         }
     }
@@ -190,7 +186,6 @@ impl<'a> Machine<'a> {
             fresh.vars.insert("user".into(), user.clone());
         }
         self.state = fresh;
-        self.scope = None;
     }
 
     fn root_flow(&self) -> String {
@@ -215,7 +210,6 @@ impl<'a> Machine<'a> {
             _ => {}
         }
         self.message = Some(message.clone());
-        self.scope = None;
         if let Some((flow, intent)) = self.match_intent(&message) {
             self.apply_intent(flow, intent);
             return;
@@ -264,7 +258,6 @@ impl<'a> Machine<'a> {
                         .entry(name.clone())
                         .or_insert_with(|| value.clone());
                 }
-                self.scope = None;
                 self.run(flow, flow.start);
             }
             None => self.fail(format!("flow `{id}` is not loaded")),
@@ -291,7 +284,6 @@ impl<'a> Machine<'a> {
             self.state.waiting = None;
             self.state.retries = 0;
             self.state.vars.insert(store.clone(), value);
-            self.scope = None;
             return self.run(flow, *next);
         }
         self.state.retries += 1;
@@ -351,22 +343,22 @@ impl<'a> Machine<'a> {
                     self.state.vars.insert(save.clone(), output.clone());
                 }
                 for (name, expr) in outputs {
-                    let scope = template::to_value(&Scope {
+                    let scope = Vars {
                         vars: &self.state.vars,
                         message: self.message.as_ref(),
                         now: self.now,
                         output: Some(output),
-                    });
+                    };
                     match expr.eval_json(&scope) {
                         Ok(value) => {
                             self.state.vars.insert(name.clone(), value);
                         }
                         Err(err) => {
-                            return self.fail(format!("node `{}`: output `{name}`: {err}", node.id));
+                            return self
+                                .fail(format!("node `{}`: output `{name}`: {err}", node.id));
                         }
                     }
                 }
-                self.scope = None;
                 let target =
                     edge(outcome).or_else(|| if outcome == "error" { None } else { edge("ok") });
                 match target {
@@ -515,30 +507,24 @@ impl<'a> Machine<'a> {
 
     // ---- running nodes -----------------------------------------------------------------------
 
-    fn scope(&mut self) -> &Value {
-        if self.scope.is_none() {
-            self.scope = Some(template::to_value(&Scope {
-                vars: &self.state.vars,
-                message: self.message.as_ref(),
-                now: self.now,
-                output: None,
-            }));
+    fn vars(&self) -> Vars<'_> {
+        Vars {
+            vars: &self.state.vars,
+            message: self.message.as_ref(),
+            now: self.now,
+            output: None,
         }
-        self.scope.get_or_insert(Value::UNDEFINED)
     }
 
-    fn render(&mut self, flow: &CompiledFlow, text: &Text) -> Result<String, TemplateError> {
+    fn render(&self, flow: &CompiledFlow, text: &Text) -> Result<String, TemplateError> {
         match text {
             Text::Plain(text) => Ok(text.clone()),
-            Text::Template(_) => {
-                let scope = self.scope().clone();
-                flow.templates.render(text, &scope)
-            }
+            Text::Template(..) => flow.templates.render(text, &self.vars()),
         }
     }
 
     fn outbound(
-        &mut self,
+        &self,
         flow: &CompiledFlow,
         text: &Text,
         quick_replies: &[CompiledQuickReply],
@@ -575,21 +561,17 @@ impl<'a> Machine<'a> {
         Ok(message)
     }
 
-    fn input(&mut self, input: &Input) -> Result<serde_json::Value, TemplateError> {
+    fn input(&self, input: &Input) -> Result<serde_json::Value, TemplateError> {
         Ok(match input {
             Input::Literal(value) => value.clone(),
             Input::Text(Text::Plain(text)) => serde_json::Value::String(text.clone()),
             Input::Text(text) => {
-                let scope = self.scope().clone();
                 let flow = self
                     .flow(&self.state.flow)
                     .ok_or_else(|| TemplateError::new("flow is not loaded"))?;
-                serde_json::Value::String(flow.templates.render(text, &scope)?)
+                serde_json::Value::String(flow.templates.render(text, &self.vars())?)
             }
-            Input::Expr(expr) => {
-                let scope = self.scope().clone();
-                expr.eval_json(&scope)?
-            }
+            Input::Expr(expr) => expr.eval_json(&self.vars())?,
             Input::List(items) => serde_json::Value::Array(
                 items
                     .iter()
@@ -606,9 +588,8 @@ impl<'a> Machine<'a> {
         })
     }
 
-    fn truthy(&mut self, expr: &crate::template::Expr) -> Result<bool, TemplateError> {
-        let scope = self.scope().clone();
-        Ok(expr.eval(&scope)?.is_true())
+    fn truthy(&self, expr: &crate::template::Expr) -> Result<bool, TemplateError> {
+        Ok(expr.eval(&self.vars())?.is_true())
     }
 
     /// Runs from node `ix` of `flow` until the conversation waits or ends.
@@ -707,7 +688,6 @@ impl<'a> Machine<'a> {
                 for (name, value) in assign {
                     let value = self.input(value)?;
                     self.state.vars.insert(name.clone(), value);
-                    self.scope = None;
                 }
                 Next::Node(*next)
             }
@@ -807,7 +787,6 @@ impl<'a> Machine<'a> {
         for (name, value) in &flow.defaults {
             if !self.state.vars.contains_key(name) {
                 self.state.vars.insert(name.clone(), value.clone());
-                self.scope = None;
             }
         }
     }

@@ -55,7 +55,9 @@ impl TemplateError {
 fn configure(env: &mut Environment<'static>) {
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(64);
-    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    // `user.first_name` before a profile is known, or `output.row.status` when nothing was
+    // found, read as undefined (empty) instead of failing the conversation.
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
 }
 
 /// The shared environment that expressions are compiled in.
@@ -69,6 +71,8 @@ static EXPRESSIONS: LazyLock<Environment<'static>> = LazyLock::new(|| {
 pub struct Expr {
     source: String,
     compiled: Expression<'static, 'static>,
+    /// The top-level names it reads, so that only those are put in its context.
+    names: Vec<String>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -83,9 +87,12 @@ impl Expr {
         let compiled = EXPRESSIONS
             .compile_expression_owned(source.to_string())
             .map_err(|err| TemplateError::from_minijinja(&err))?;
+        let mut names: Vec<String> = compiled.undeclared_variables(false).into_iter().collect();
+        names.sort();
         Ok(Expr {
             source: source.to_string(),
             compiled,
+            names,
         })
     }
 
@@ -94,27 +101,65 @@ impl Expr {
         &self.source
     }
 
-    /// Evaluates the expression in `scope`.
-    pub fn eval(&self, scope: &Value) -> Result<Value, TemplateError> {
+    /// Evaluates the expression with the variables of `scope`.
+    pub fn eval(&self, scope: &dyn Scope) -> Result<Value, TemplateError> {
         self.compiled
-            .eval(scope.clone())
+            .eval(context(&self.names, scope))
             .map_err(|err| TemplateError::from_minijinja(&err))
     }
 
     /// Evaluates the expression and converts the result to JSON (undefined becomes null).
-    pub fn eval_json(&self, scope: &Value) -> Result<serde_json::Value, TemplateError> {
+    pub fn eval_json(&self, scope: &dyn Scope) -> Result<serde_json::Value, TemplateError> {
         to_json(&self.eval(scope)?)
     }
 
     /// The top-level variable names the expression reads.
     pub fn variables(&self) -> HashSet<String> {
-        self.compiled.undeclared_variables(false)
+        self.names.iter().cloned().collect()
     }
 }
 
-/// Converts any serializable value (a scope, a JSON document) into a MiniJinja value.
+/// Where templates and expressions find their variables. Only the names a template reads are
+/// looked up, so a render never converts the whole conversation state.
+pub trait Scope {
+    /// The value of variable `name`, if it has one.
+    fn get(&self, name: &str) -> Option<Value>;
+}
+
+impl Scope for serde_json::Map<String, serde_json::Value> {
+    fn get(&self, name: &str) -> Option<Value> {
+        serde_json::Map::get(self, name).map(from_json)
+    }
+}
+
+fn context(names: &[String], scope: &dyn Scope) -> Value {
+    Value::from_pairs(
+        names
+            .iter()
+            .filter_map(|name| scope.get(name).map(|value| (name.as_str(), value))),
+    )
+}
+
+/// Converts any serializable value into a MiniJinja value.
 pub fn to_value<T: serde::Serialize>(value: &T) -> Value {
     Value::from(minijinja::value::Serde(value))
+}
+
+/// Converts a JSON value into a MiniJinja value, directly (faster than going through serde).
+pub fn from_json(value: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match value {
+        J::Null => Value::from(()),
+        J::Bool(b) => Value::from(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(u)) => Value::from(u),
+            _ => Value::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::from(s.as_str()),
+        J::Array(items) => Value::from(items.iter().map(from_json).collect::<Vec<_>>()),
+        J::Object(map) => Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), from_json(v)))),
+    }
 }
 
 /// Converts a MiniJinja value to JSON.
@@ -131,8 +176,8 @@ pub fn to_json(value: &Value) -> Result<serde_json::Value, TemplateError> {
 pub enum Text {
     /// A text without template syntax.
     Plain(String),
-    /// The name of a template in the flow's [`Templates`].
-    Template(String),
+    /// A template in the flow's [`Templates`]: its name and the names it reads.
+    Template(String, Vec<String>),
 }
 
 /// The templates of one flow, compiled into one MiniJinja environment.
@@ -172,21 +217,23 @@ impl Templates {
             .get_template(&name)
             .map_err(|err| TemplateError::from_minijinja(&err))?;
         let variables = template.undeclared_variables(false);
-        Ok((Text::Template(name), variables))
+        let mut names: Vec<String> = variables.iter().cloned().collect();
+        names.sort();
+        Ok((Text::Template(name, names), variables))
     }
 
-    /// Renders `text` in `scope`, refusing output over [`MAX_OUTPUT_BYTES`].
-    pub fn render(&self, text: &Text, scope: &Value) -> Result<String, TemplateError> {
-        let name = match text {
+    /// Renders `text` with the variables of `scope`, refusing output over [`MAX_OUTPUT_BYTES`].
+    pub fn render(&self, text: &Text, scope: &dyn Scope) -> Result<String, TemplateError> {
+        let (name, names) = match text {
             Text::Plain(text) => return Ok(text.clone()),
-            Text::Template(name) => name,
+            Text::Template(name, names) => (name, names),
         };
         let template = self
             .env
             .get_template(name)
             .map_err(|err| TemplateError::from_minijinja(&err))?;
         let output = template
-            .render(scope.clone())
+            .render(context(names, scope))
             .map_err(|err| TemplateError::from_minijinja(&err))?;
         if output.len() > MAX_OUTPUT_BYTES {
             return Err(TemplateError(format!(
@@ -211,18 +258,20 @@ mod tests {
                 "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
             )
             .unwrap();
-        let err = templates.render(&looping, &Value::UNDEFINED).unwrap_err();
+        let none = serde_json::Map::new();
+        let err = templates.render(&looping, &none).unwrap_err();
         assert!(err.to_string().contains("fuel"), "{err}");
 
         let (big, _) = templates.add("u".into(), "{{ 'x' * 1000000 }}").unwrap();
-        assert!(templates.render(&big, &Value::UNDEFINED).is_err());
+        assert!(templates.render(&big, &none).is_err());
     }
 
     #[test]
     fn expressions_keep_types_and_report_variables() {
         let expr = Expr::compile("order.total > limit").unwrap();
-        let scope = to_value(&serde_json::json!({"order": {"total": 120}, "limit": 100}));
-        assert_eq!(expr.eval_json(&scope).unwrap(), serde_json::json!(true));
+        let scope = serde_json::json!({"order": {"total": 120}, "limit": 100});
+        let scope = scope.as_object().unwrap();
+        assert_eq!(expr.eval_json(scope).unwrap(), serde_json::json!(true));
         let mut names: Vec<_> = expr.variables().into_iter().collect();
         names.sort();
         assert_eq!(names, ["limit", "order"]);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 use influxify_core::conversation::{Effect, Event, OperatorAction, Outbound, Status, UserMessage};
-use influxify_core::template::{self, Expr};
+use influxify_core::template::Expr;
 use influxify_core::{ConversationState, FlowSet, step};
 
 use crate::spec::Mock;
@@ -91,7 +91,8 @@ impl Mocks {
         action: &str,
         input: &serde_json::Value,
     ) -> Result<(String, serde_json::Value), String> {
-        let scope = template::to_value(&serde_json::json!({ "input": input }));
+        let mut scope = serde_json::Map::new();
+        scope.insert("input".to_string(), input.clone());
         for layer in &self.layers {
             for (when, mock) in layer.get(action).into_iter().flatten() {
                 let matches = match when {

@@ -1,0 +1,476 @@
+//! The pure step function, driven event by event.
+
+use influxify_core::conversation::{Effect, Event, OperatorAction, Status, UserMessage, Waiting};
+use influxify_core::{ConversationState, FlowSet, Turn, step};
+
+use crate::flows;
+
+const T0: u64 = 1_767_258_000_000;
+
+fn user(text: &str) -> Event {
+    Event::User(UserMessage::text(text))
+}
+
+/// Steps through `events` from a new conversation in `flow`, one second apart.
+fn run(flows: &FlowSet, flow: &str, events: &[Event]) -> (ConversationState, Vec<Turn>) {
+    let mut state = ConversationState::new(flow);
+    let mut turns = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let turn = step(flows, state, event, T0 + 1000 * i as u64);
+        state = turn.state.clone();
+        turns.push(turn);
+    }
+    (state, turns)
+}
+
+fn texts(turn: &Turn) -> Vec<&str> {
+    turn.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(m) => Some(m.text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+const SIGNUP: &str = "
+id: signup
+variables:
+  email: { type: string }
+  age: { type: number }
+start: welcome
+intents:
+  stop: { keywords: [stop], goto: bye }
+  help: { payloads: [HELP], keywords: [help], call: help }
+nodes:
+  welcome:
+    kind: message
+    text: 'Hi {{ user.first_name }}!'
+    next: ask_email
+  ask_email:
+    kind: ask
+    prompt: Your e-mail?
+    store: email
+    validate: { type: email }
+    reprompt: That is not an e-mail address.
+    retries: 1
+    next: ask_age
+    invalid: bye
+    timeout: { after: 10m, next: nudge }
+  nudge:
+    kind: message
+    text: Still there?
+    next: bye
+  ask_age:
+    kind: ask
+    prompt: Your age?
+    store: age
+    validate: { type: number, min: 0, max: 130 }
+    next: check
+  check:
+    kind: condition
+    if: age >= 18
+    then: adult
+    else: bye
+  adult:
+    kind: set
+    assign: { age: 'age + 0' }
+    next: bye
+  bye:
+    kind: end
+    text: 'Bye {{ email or \"stranger\" }}.'
+";
+
+const HELP: &str = "
+id: help
+start: info
+nodes:
+  info:
+    kind: message
+    text: I can sign you up.
+    next: done
+  done: { kind: end }
+";
+
+#[test]
+fn a_conversation_runs_to_its_end() {
+    let flows = flows(&[SIGNUP, HELP]);
+    let profile = serde_json::json!({"first_name": "Ada"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let (state, turns) = run(
+        &flows,
+        "signup",
+        &[
+            Event::Profile { profile },
+            user("hi"),
+            user("ada@example.com"),
+            user("36"),
+        ],
+    );
+    assert_eq!(texts(&turns[1]), ["Hi Ada!", "Your e-mail?"]);
+    assert_eq!(texts(&turns[2]), ["Your age?"]);
+    assert_eq!(texts(&turns[3]), ["Bye ada@example.com."]);
+    assert_eq!(state.status, Status::Ended);
+    assert_eq!(state.vars["age"], serde_json::json!(36));
+    assert!(turns[3].effects.contains(&Effect::End));
+}
+
+#[test]
+fn invalid_replies_reprompt_then_follow_invalid() {
+    let flows = flows(&[SIGNUP, HELP]);
+    let (state, turns) = run(
+        &flows,
+        "signup",
+        &[user("hi"), user("nope"), user("still nope")],
+    );
+    assert_eq!(texts(&turns[1]), ["That is not an e-mail address."]);
+    assert_eq!(texts(&turns[2]), ["Bye stranger."]);
+    assert_eq!(state.status, Status::Ended);
+}
+
+#[test]
+fn ask_timeouts_fire_once_and_late_timers_are_ignored() {
+    let flows = flows(&[SIGNUP, HELP]);
+    let (state, turns) = run(&flows, "signup", &[user("hi")]);
+    let Some(Effect::SetTimer { timer, due }) = turns[0]
+        .effects
+        .iter()
+        .find(|e| matches!(e, Effect::SetTimer { .. }))
+        .cloned()
+    else {
+        panic!("no timer set: {:?}", turns[0].effects)
+    };
+    assert_eq!(due, T0 + 10 * 60 * 1000);
+    let fired = step(&flows, state.clone(), &Event::Timer { timer }, due);
+    assert_eq!(texts(&fired), ["Still there?", "Bye stranger."]);
+    let again = step(
+        &flows,
+        fired.state.clone(),
+        &Event::Timer { timer },
+        due + 1,
+    );
+    assert!(again.effects.is_empty());
+    assert!(again.ignored.is_some());
+
+    // Answering in time cancels the timer; firing it later changes nothing.
+    let answered = step(&flows, state, &user("ada@example.com"), T0 + 5000);
+    assert!(answered.effects.contains(&Effect::CancelTimer { timer }));
+    let late = step(&flows, answered.state.clone(), &Event::Timer { timer }, due);
+    assert_eq!(late.state, answered.state);
+    assert!(late.ignored.is_some());
+}
+
+#[test]
+fn intents_interrupt_and_call_returns_to_the_question() {
+    let flows = flows(&[SIGNUP, HELP]);
+    let (state, turns) = run(&flows, "signup", &[user("hi"), user("Help!")]);
+    assert_eq!(texts(&turns[1]), ["I can sign you up.", "Your e-mail?"]);
+    assert_eq!(state.node.as_deref(), Some("ask_email"));
+    assert!(state.stack.is_empty());
+    let (state, turns) = run(&flows, "signup", &[user("hi"), user("STOP")]);
+    assert_eq!(texts(&turns[1]), ["Bye stranger."]);
+    assert_eq!(state.status, Status::Ended);
+}
+
+#[test]
+fn a_message_after_the_end_starts_again() {
+    let flows = flows(&[SIGNUP, HELP]);
+    let (state, turns) = run(
+        &flows,
+        "signup",
+        &[user("hi"), user("stop"), user("hello again")],
+    );
+    assert_eq!(texts(&turns[2]), ["Hi !", "Your e-mail?"]);
+    assert_eq!(state.status, Status::Active);
+}
+
+#[test]
+fn the_same_inputs_give_the_same_outputs() {
+    let flows = flows(&[SIGNUP, HELP]);
+    let events = [user("hi"), user("bad"), user("ada@example.com"), user("17")];
+    let (a, turns_a) = run(&flows, "signup", &events);
+    let (b, turns_b) = run(&flows, "signup", &events);
+    assert_eq!(a, b);
+    assert_eq!(turns_a, turns_b);
+}
+
+const ORDER: &str = "
+id: order
+variables:
+  order_id: { type: string }
+start: ask_id
+nodes:
+  ask_id:
+    kind: ask
+    prompt: Order number?
+    store: order_id
+    validate: { type: regex, pattern: 'A-\\d{4}' }
+    next: lookup
+  lookup:
+    kind: plugin
+    action: sheets.lookup
+    input:
+      column: Order
+      value: '{{ order_id }}'
+      limit: '{{ 1 + 1 }}'
+    outputs:
+      status: output.row.status
+    on: { ok: tell, not_found: missing, error: oops }
+  tell:
+    kind: switch
+    cases:
+      - { when: \"status == 'shipped'\", next: shipped }
+    default: pending
+  shipped: { kind: end, text: 'Order {{ order_id }} has shipped.' }
+  pending: { kind: end, text: 'Order {{ order_id }} is {{ status }}.' }
+  missing: { kind: end, text: 'No order {{ order_id }}.' }
+  oops: { kind: handoff, text: Let me get a human., reason: 'lookup failed for {{ order_id }}', next: ask_id }
+";
+
+#[test]
+fn plugin_calls_carry_typed_input_and_route_on_outcomes() {
+    let flows = flows(&[ORDER]);
+    let (state, turns) = run(&flows, "order", &[user("hi"), user("A-1001")]);
+    let Some(Effect::CallPlugin {
+        call,
+        action,
+        input,
+        attempts,
+        ..
+    }) = turns[1].effects.first().cloned()
+    else {
+        panic!("{:?}", turns[1].effects)
+    };
+    assert_eq!(action, "sheets.lookup");
+    assert_eq!(
+        input,
+        serde_json::json!({"column": "Order", "value": "A-1001", "limit": 2})
+    );
+    assert_eq!(attempts, 3);
+    assert_eq!(state.waiting, Some(Waiting::Plugin { call }));
+
+    let output = serde_json::json!({"row": {"status": "shipped"}});
+    let ok = step(
+        &flows,
+        state.clone(),
+        &Event::PluginResult {
+            call,
+            outcome: "ok".into(),
+            output,
+        },
+        T0 + 5000,
+    );
+    assert_eq!(texts(&ok), ["Order A-1001 has shipped."]);
+    assert_eq!(ok.state.vars["status"], "shipped");
+
+    let missing = step(
+        &flows,
+        state.clone(),
+        &Event::PluginResult {
+            call,
+            outcome: "not_found".into(),
+            output: serde_json::Value::Null,
+        },
+        T0 + 5000,
+    );
+    assert_eq!(texts(&missing), ["No order A-1001."]);
+
+    let stale = step(
+        &flows,
+        state.clone(),
+        &Event::PluginResult {
+            call: call + 7,
+            outcome: "ok".into(),
+            output: serde_json::Value::Null,
+        },
+        T0 + 5000,
+    );
+    assert_eq!(stale.state, state);
+    assert!(stale.ignored.is_some());
+
+    let failed = step(
+        &flows,
+        state,
+        &Event::PluginFailed {
+            call,
+            error: "HTTP 500".into(),
+        },
+        T0 + 5000,
+    );
+    assert_eq!(texts(&failed), ["Let me get a human."]);
+    assert!(failed.effects.contains(&Effect::Handoff {
+        reason: Some("lookup failed for A-1001".into())
+    }));
+    assert_eq!(failed.state.status, Status::HandedOff);
+
+    // While handed off, the user's messages go to the operator; resuming continues at `next`.
+    let forwarded = step(&flows, failed.state, &user("hello?"), T0 + 6000);
+    assert_eq!(
+        forwarded.effects,
+        vec![Effect::ForwardToOperator(UserMessage::text("hello?"))]
+    );
+    let said = step(
+        &flows,
+        forwarded.state,
+        &Event::Operator(OperatorAction::Say {
+            text: "Hi, Sam here.".into(),
+        }),
+        T0 + 7000,
+    );
+    assert_eq!(texts(&said), ["Hi, Sam here."]);
+    let resumed = step(
+        &flows,
+        said.state,
+        &Event::Operator(OperatorAction::Resume),
+        T0 + 8000,
+    );
+    assert_eq!(texts(&resumed), ["Order number?"]);
+    assert_eq!(resumed.state.status, Status::Active);
+}
+
+#[test]
+fn messages_during_a_plugin_call_are_queued_not_lost() {
+    let flows = flows(&[ORDER]);
+    let (state, _) = run(&flows, "order", &[user("hi"), user("A-1001")]);
+    let Some(Waiting::Plugin { call }) = state.waiting else {
+        panic!()
+    };
+    let queued = step(&flows, state, &user("A-2002"), T0 + 3000);
+    assert!(queued.effects.is_empty());
+    assert_eq!(queued.state.queued.len(), 1);
+    // The lookup fails with a handoff... use not_found: the flow ends, and the queued message
+    // starts it again, answering nothing yet (a new conversation starts at its first node).
+    let done = step(
+        &flows,
+        queued.state,
+        &Event::PluginResult {
+            call,
+            outcome: "not_found".into(),
+            output: serde_json::Value::Null,
+        },
+        T0 + 4000,
+    );
+    assert_eq!(texts(&done), ["No order A-1001.", "Order number?"]);
+    assert!(done.state.queued.is_empty());
+}
+
+#[test]
+fn a_plugin_error_without_an_error_edge_fails_visibly() {
+    let flow = "id: p\nstart: a\nnodes:\n  a:\n    kind: plugin\n    action: openai.chat\n    on: { ok: b }\n  b: { kind: end }\n";
+    let flows = flows(&[flow]);
+    let (state, turns) = run(&flows, "p", &[user("hi")]);
+    let Some(Effect::CallPlugin { call, .. }) = turns[0].effects.first().cloned() else {
+        panic!()
+    };
+    let failed = step(
+        &flows,
+        state,
+        &Event::PluginFailed {
+            call,
+            error: "quota".into(),
+        },
+        T0,
+    );
+    assert!(matches!(failed.state.status, Status::Failed { ref error } if error.contains("quota")));
+    assert!(matches!(failed.effects.as_slice(), [Effect::Failed { .. }]));
+    let after = step(&flows, failed.state.clone(), &user("hello"), T0);
+    assert!(after.ignored.is_some());
+    let reset = step(
+        &flows,
+        failed.state,
+        &Event::Operator(OperatorAction::Reset),
+        T0,
+    );
+    assert_eq!(reset.state.status, Status::Active);
+    assert_eq!(reset.state.node, None);
+}
+
+const REMINDER: &str = "
+id: reminder
+start: wait
+nodes:
+  wait:
+    kind: wait
+    for: 2h
+    cancel_on_message: true
+    next: remind
+    interrupted: hello
+  remind: { kind: end, text: Reminder! }
+  hello: { kind: end, text: You wrote first. }
+";
+
+#[test]
+fn waits_fire_or_are_interrupted() {
+    let flows = flows(&[REMINDER]);
+    let (state, turns) = run(&flows, "reminder", &[user("hi")]);
+    let Some(Effect::SetTimer { timer, due }) = turns[0].effects.first().cloned() else {
+        panic!()
+    };
+    assert_eq!(due, T0 + 2 * 3600 * 1000);
+    let fired = step(&flows, state.clone(), &Event::Timer { timer }, due);
+    assert_eq!(texts(&fired), ["Reminder!"]);
+    let interrupted = step(&flows, state, &user("hey"), T0 + 60_000);
+    assert_eq!(texts(&interrupted), ["You wrote first."]);
+    assert!(interrupted.effects.contains(&Effect::CancelTimer { timer }));
+}
+
+#[test]
+fn subflows_return_to_the_caller() {
+    let main = "id: main\nstart: a\nnodes:\n  a: { kind: call, flow: sub, next: b }\n  b: { kind: end, text: back }\n";
+    let sub = "id: sub\nstart: s\nnodes:\n  s: { kind: message, text: inside, next: t }\n  t: { kind: end }\n";
+    let flows = flows(&[main, sub]);
+    let (state, turns) = run(&flows, "main", &[user("hi")]);
+    assert_eq!(texts(&turns[0]), ["inside", "back"]);
+    assert_eq!(state.flow, "main");
+    assert_eq!(state.status, Status::Ended);
+}
+
+#[test]
+fn runaway_loops_across_flows_are_bounded() {
+    let a = "id: a\nstart: x\nnodes:\n  x: { kind: jump, flow: b }\n";
+    let b = "id: b\nstart: y\nnodes:\n  y: { kind: jump, flow: a }\n";
+    let flows = flows(&[a, b]);
+    let (state, _) = run(&flows, "a", &[user("hi")]);
+    assert!(
+        matches!(state.status, Status::Failed { ref error } if error.contains("without waiting")),
+        "{state:?}"
+    );
+}
+
+#[test]
+fn runaway_templates_fail_the_turn_cleanly() {
+    let flow = "id: r\nstart: a\nnodes:\n  a:\n    kind: message\n    text: '{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}'\n    next: b\n  b: { kind: end }\n";
+    let flows = flows(&[flow]);
+    let (state, turns) = run(&flows, "r", &[user("hi")]);
+    assert!(
+        matches!(state.status, Status::Failed { ref error } if error.contains("fuel")),
+        "{state:?}"
+    );
+    assert!(texts(&turns[0]).is_empty());
+}
+
+#[test]
+fn state_is_compact_and_round_trips() {
+    let flows = flows(&[SIGNUP, HELP]);
+    let profile =
+        serde_json::json!({"first_name": "Ada", "last_name": "Lovelace", "locale": "en_GB"})
+            .as_object()
+            .cloned()
+            .unwrap();
+    let (state, _) = run(
+        &flows,
+        "signup",
+        &[
+            Event::Profile { profile },
+            user("hi"),
+            user("ada@example.com"),
+        ],
+    );
+    let json = serde_json::to_string(&state).unwrap();
+    assert!(json.len() < 400, "{} bytes: {json}", json.len());
+    assert!(json.contains("\"v\":1"));
+    let back: ConversationState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+}
