@@ -1,1 +1,45 @@
+//! End-to-end tests of the `influxify` binary, run as a new user would run it.
 
+mod chat;
+mod designer;
+mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `influxify args...` in the repository root, with `stdin` piped in.
+pub fn influxify(args: &[&str], stdin: Option<&str>) -> Output {
+    influxify_in(&root(), args, stdin)
+}
+
+/// Runs `influxify args...` in `dir`.
+pub fn influxify_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_influxify"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the influxify binary runs");
+    {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        if let Some(input) = stdin {
+            pipe.write_all(input.as_bytes())
+                .expect("stdin accepts input");
+        }
+    }
+    child.wait_with_output().expect("influxify finishes")
+}
+
+/// Standard output as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

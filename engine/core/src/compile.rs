@@ -166,6 +166,8 @@ struct FlowCompiler<'a> {
     external_entries: Vec<(String, String)>,
     /// The node being compiled.
     node: String,
+    /// Templates compiled so far, for unique names.
+    template_count: usize,
     errors_before: usize,
 }
 
@@ -187,6 +189,7 @@ impl<'a> FlowCompiler<'a> {
             diagnostics: Vec::new(),
             external_entries: Vec::new(),
             node: String::new(),
+            template_count: 0,
             errors_before: 0,
         }
     }
@@ -429,7 +432,9 @@ impl<'a> FlowCompiler<'a> {
     }
 
     fn text_with(&mut self, field: &str, source: &str, extra: &[&str]) -> Text {
-        let name = format!("{}.{field}#{}", self.node, self.diagnostics.len());
+        // Every template gets a unique name: two texts of one field must not replace each other.
+        self.template_count += 1;
+        let name = format!("{}.{field}#{}", self.node, self.template_count);
         match self.templates.add(name, source) {
             Ok((text, variables)) => {
                 self.check_variables(field, variables, extra);

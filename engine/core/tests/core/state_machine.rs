@@ -474,3 +474,11 @@ fn state_is_compact_and_round_trips() {
     let back: ConversationState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, state);
 }
+
+#[test]
+fn regression_two_templated_texts_of_one_node_keep_their_own_text() {
+    let flow = "id: t\nvariables:\n  a: { type: string, default: A }\n  b: { type: string, default: B }\nstart: m\nnodes:\n  m:\n    kind: message\n    text: ['first {{ a }}', 'second {{ b }}']\n    next: e\n  e: { kind: end }\n";
+    let flows = flows(&[flow]);
+    let (_, turns) = run(&flows, "t", &[user("hi")]);
+    assert_eq!(texts(&turns[0]), ["first A", "second B"]);
+}
