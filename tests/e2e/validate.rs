@@ -47,7 +47,7 @@ fn defects_are_reported_with_code_node_and_line() {
         "--> broken.yaml:15:5 (node `ask`)",
         "error[F0005]: node `lost` can never be reached",
         "error[F0007]: nodes `spin` form a cycle that never waits",
-        "help: did you mean `count`?",
+        "help: declare it under `variables:`",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

@@ -34,10 +34,10 @@ pub fn run(file: &Path, mocks_file: Option<&Path>, user: &[String]) -> anyhow::R
             dir.display()
         );
     };
-    let name = file.display().to_string();
+    let wanted = project::canonical(file);
     let flow = flows
         .iter()
-        .find(|f| Path::new(&f.file) == file || f.file == name)
+        .find(|f| project::canonical(Path::new(&f.file)) == wanted)
         .map(|f| f.id.clone())
         .with_context(|| format!("{} is not a flow file in {}", file.display(), dir.display()))?;
 

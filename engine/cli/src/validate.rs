@@ -1,6 +1,6 @@
 //! `influxify validate`: compiles flows directory by directory and prints their diagnostics.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -30,21 +30,26 @@ pub fn run(
             display_paths(paths)
         );
     }
-    let requested: HashSet<String> = found
+    // Diagnostics name files as the user wrote them, whatever path siblings were read through.
+    let requested: HashMap<PathBuf, String> = found
         .flows
         .iter()
-        .map(|p| p.display().to_string())
+        .map(|p| (project::canonical(p), p.display().to_string()))
         .collect();
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     for dir in project::by_dir(&found.flows).keys() {
         // Siblings are compiled too, so that references between them resolve.
         let compilation = project::compile_dir(dir, Some(&known))?;
-        diagnostics.extend(
-            compilation
-                .diagnostics
-                .into_iter()
-                .filter(|d| d.file.as_ref().is_none_or(|f| requested.contains(f))),
-        );
+        for mut d in compilation.diagnostics {
+            let Some(file) = &d.file else {
+                diagnostics.push(d);
+                continue;
+            };
+            if let Some(name) = requested.get(&project::canonical(Path::new(file))) {
+                d.file = Some(name.clone());
+                diagnostics.push(d);
+            }
+        }
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;

@@ -95,7 +95,7 @@ fn compile_parsed(
     for p in parsed {
         let mut compiler = FlowCompiler::new(p, &info, catalog);
         let flow = compiler.compile();
-        entries.extend(compiler.external_entries.drain(..));
+        entries.append(&mut compiler.external_entries);
         diagnostics.extend(
             compiler
                 .diagnostics

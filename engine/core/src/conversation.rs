@@ -12,6 +12,8 @@ pub struct ConversationState {
     /// Format version of this record.
     #[serde(rename = "v")]
     pub format: u32,
+    /// The flow the conversation started in; it starts there again after an end or a reset.
+    pub entry: String,
     /// The flow the conversation is in.
     pub flow: String,
     /// The node it is at; `None` before the first event.
@@ -51,9 +53,11 @@ fn is_zero64(n: &u64) -> bool {
 impl ConversationState {
     /// A conversation that has not started, in flow `flow`.
     pub fn new(flow: impl Into<String>) -> Self {
+        let flow = flow.into();
         ConversationState {
             format: STATE_FORMAT,
-            flow: flow.into(),
+            entry: flow.clone(),
+            flow,
             node: None,
             status: Status::Active,
             vars: serde_json::Map::new(),

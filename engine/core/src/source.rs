@@ -305,8 +305,11 @@ fn parse_node(
     })
 }
 
+/// Duplicate keys found while scanning: their path and position.
+type Duplicates = Vec<(Vec<String>, Position)>;
+
 /// Records the position of every mapping key and finds duplicate keys.
-fn scan_positions(text: &str) -> Result<(Positions, Vec<(Vec<String>, Position)>), Diagnostic> {
+fn scan_positions(text: &str) -> Result<(Positions, Duplicates), Diagnostic> {
     let mut scanner = PositionScanner::default();
     let mut parser = Parser::new_from_str(text);
     let result = parser.load(&mut scanner, false);

@@ -180,19 +180,12 @@ impl<'a> Machine<'a> {
 
     fn reset(&mut self) {
         self.cancel_timer();
-        let mut fresh = ConversationState::new(self.root_flow());
+        let mut fresh = ConversationState::new(self.state.entry.clone());
         fresh.seq = self.state.seq;
         if let Some(user) = self.state.vars.get("user") {
             fresh.vars.insert("user".into(), user.clone());
         }
         self.state = fresh;
-    }
-
-    fn root_flow(&self) -> String {
-        self.state
-            .stack
-            .first()
-            .map_or_else(|| self.state.flow.clone(), |frame| frame.flow.clone())
     }
 
     // ---- events ------------------------------------------------------------------------------
@@ -252,12 +245,7 @@ impl<'a> Machine<'a> {
         match self.flow(&id) {
             Some(flow) => {
                 self.state.status = Status::Active;
-                for (name, value) in &flow.defaults {
-                    self.state
-                        .vars
-                        .entry(name.clone())
-                        .or_insert_with(|| value.clone());
-                }
+                self.enter_flow(flow);
                 self.run(flow, flow.start);
             }
             None => self.fail(format!("flow `{id}` is not loaded")),
@@ -453,12 +441,7 @@ impl<'a> Machine<'a> {
         self.state.waiting = None;
         self.state.retries = 0;
         if self.state.node.is_none() {
-            for (name, value) in &declaring.defaults {
-                self.state
-                    .vars
-                    .entry(name.clone())
-                    .or_insert_with(|| value.clone());
-            }
+            self.enter_flow(declaring);
         }
         match &intent.target {
             IntentAction::Goto(ix) => {
@@ -596,7 +579,10 @@ impl<'a> Machine<'a> {
     fn run(&mut self, mut flow: &'a CompiledFlow, mut ix: NodeIx) {
         for _ in 0..MAX_STEPS_PER_TURN {
             if self.state.flow != flow.id {
+                // Whatever the way in (jump, call, return, intent), a flow's declared variables
+                // get their defaults when it is entered.
                 self.state.flow = flow.id.clone();
+                self.enter_flow(flow);
             }
             let node = flow.node(ix);
             if self.state.node.as_deref() != Some(node.id.as_str()) {
@@ -702,7 +688,6 @@ impl<'a> Machine<'a> {
                     })?,
                     None => target.start,
                 };
-                self.enter_flow(target);
                 Next::Flow(target, ix)
             }
             Op::Call { flow: id, .. } => {
@@ -719,7 +704,6 @@ impl<'a> Machine<'a> {
                     node: node.id.clone(),
                     reenter: false,
                 });
-                self.enter_flow(target);
                 Next::Flow(target, target.start)
             }
             Op::Plugin {

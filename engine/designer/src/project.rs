@@ -117,6 +117,11 @@ pub fn dir_of(path: &Path) -> PathBuf {
     }
 }
 
+/// The canonical form of `path` for comparisons (the path itself when it cannot be resolved).
+pub fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Groups files by directory.
 pub fn by_dir(files: &[PathBuf]) -> BTreeMap<PathBuf, Vec<PathBuf>> {
     let mut groups: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();

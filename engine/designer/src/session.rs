@@ -57,10 +57,13 @@ pub struct Reply {
     pub notes: Vec<String>,
 }
 
+/// One file's (or case's) mocks by action, each with its compiled `when`.
+type MockLayer = IndexMap<String, Vec<(Option<Expr>, Mock)>>;
+
 /// Compiled mocks, by action, most specific first.
 #[derive(Debug, Default)]
 pub struct Mocks {
-    layers: Vec<IndexMap<String, Vec<(Option<Expr>, Mock)>>>,
+    layers: Vec<MockLayer>,
 }
 
 impl Mocks {

@@ -482,3 +482,49 @@ fn regression_two_templated_texts_of_one_node_keep_their_own_text() {
     let (_, turns) = run(&flows, "t", &[user("hi")]);
     assert_eq!(texts(&turns[0]), ["first A", "second B"]);
 }
+
+const FEEDBACK: &str = "
+id: feedback
+variables:
+  low: { type: number, default: 2 }
+start: ask
+nodes:
+  ask:
+    kind: ask
+    prompt: 'Rating? (low is {{ low }})'
+    store: rating
+    validate: { type: number }
+    next: done
+  done: { kind: end, text: Thanks. }
+";
+
+const FRONT: &str = "
+id: front
+start: hello
+intents:
+  bye: { keywords: [bye], flow: feedback }
+nodes:
+  hello: { kind: ask, prompt: Topic?, store: topic, next: leave }
+  leave: { kind: jump, flow: feedback }
+";
+
+#[test]
+fn regression_a_restart_after_a_jump_starts_in_the_entry_flow() {
+    let flows = flows(&[FRONT, FEEDBACK]);
+    let (state, turns) = run(
+        &flows,
+        "front",
+        &[user("hi"), user("returns"), user("4"), user("hi again")],
+    );
+    assert_eq!(texts(&turns[1]), ["Rating? (low is 2)"]);
+    assert_eq!(texts(&turns[3]), ["Topic?"]);
+    assert_eq!(state.flow, "front");
+}
+
+#[test]
+fn regression_an_intent_into_another_flow_sets_its_defaults() {
+    let flows = flows(&[FRONT, FEEDBACK]);
+    let (state, turns) = run(&flows, "front", &[user("hi"), user("Bye!")]);
+    assert_eq!(texts(&turns[1]), ["Rating? (low is 2)"]);
+    assert_eq!(state.vars["low"], 2);
+}
