@@ -32,8 +32,8 @@ pub fn influxify_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write;
         let mut pipe = child.stdin.take().expect("stdin is piped");
         if let Some(input) = stdin {
-            pipe.write_all(input.as_bytes())
-                .expect("stdin accepts input");
+            // The command may exit without reading (a refused flow): a broken pipe is fine.
+            let _ = pipe.write_all(input.as_bytes());
         }
     }
     child.wait_with_output().expect("influxify finishes")
