@@ -438,6 +438,7 @@ impl<'a> FlowCompiler<'a> {
         match self.templates.add(name, source) {
             Ok((text, variables)) => {
                 self.check_variables(field, variables, extra);
+                self.check_filters(field, source, false);
                 text
             }
             Err(err) => {
@@ -455,6 +456,7 @@ impl<'a> FlowCompiler<'a> {
         match Expr::compile(source) {
             Ok(expr) => {
                 self.check_variables(field, expr.variables(), extra);
+                self.check_filters(field, source, true);
                 Some(expr)
             }
             Err(err) => {
@@ -465,6 +467,21 @@ impl<'a> FlowCompiler<'a> {
                 );
                 None
             }
+        }
+    }
+
+    fn check_filters(&mut self, field: &str, source: &str, in_expression: bool) {
+        for unknown in template::unknown_filters_and_tests(source, in_expression) {
+            let code = if in_expression {
+                Code::ExpressionSyntax
+            } else {
+                Code::TemplateSyntax
+            };
+            self.error(
+                code,
+                field,
+                format!("`{field}` uses {unknown}, which does not exist"),
+            );
         }
     }
 

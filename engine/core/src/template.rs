@@ -140,6 +140,66 @@ fn context(names: &[String], scope: &dyn Scope) -> Value {
     )
 }
 
+/// The filters and tests that `source` uses but MiniJinja does not provide, e.g. `filter
+/// \`shout\``. MiniJinja only finds those when it renders, so a flow would load and then fail
+/// mid-conversation; the compiler reports them instead. `in_expression` is true for expressions.
+pub fn unknown_filters_and_tests(source: &str, in_expression: bool) -> Vec<String> {
+    use minijinja::machinery::{Token, tokenize};
+    let mut unknown = Vec::new();
+    let mut previous: [Option<Token<'_>>; 2] = [None, None];
+    for token in tokenize(source, in_expression, EXPRESSIONS.syntax().clone()) {
+        let Ok((token, _)) = token else { break };
+        if let Token::Ident(name) = token {
+            let kind = match (&previous[0], &previous[1]) {
+                (_, Some(Token::Pipe)) => Some("filter"),
+                (_, Some(Token::Ident("is"))) if name != "not" => Some("test"),
+                (Some(Token::Ident("is")), Some(Token::Ident("not"))) => Some("test"),
+                _ => None,
+            };
+            if let Some(kind) = kind
+                && !is_known(kind, name)
+            {
+                let what = format!("{kind} `{name}`");
+                if !unknown.contains(&what) {
+                    unknown.push(what);
+                }
+            }
+        }
+        previous = [previous[1].take(), Some(token)];
+    }
+    unknown
+}
+
+/// Whether the environment provides filter or test `name`, found by trying it once (MiniJinja
+/// has no public lookup); answers are remembered.
+fn is_known(kind: &str, name: &str) -> bool {
+    static KNOWN: LazyLock<std::sync::Mutex<std::collections::HashMap<String, bool>>> =
+        LazyLock::new(Default::default);
+    let key = format!("{kind}:{name}");
+    if let Some(known) = KNOWN.lock().ok().and_then(|k| k.get(&key).copied()) {
+        return known;
+    }
+    let probe = if kind == "filter" {
+        format!("none | {name}")
+    } else {
+        format!("none is {name}")
+    };
+    let known = match EXPRESSIONS
+        .compile_expression(&probe)
+        .and_then(|e| e.eval(()))
+    {
+        Ok(_) => true,
+        Err(err) => !matches!(
+            err.kind(),
+            minijinja::ErrorKind::UnknownFilter | minijinja::ErrorKind::UnknownTest
+        ),
+    };
+    if let Ok(mut cache) = KNOWN.lock() {
+        cache.insert(key, known);
+    }
+    known
+}
+
 /// Converts any serializable value into a MiniJinja value.
 pub fn to_value<T: serde::Serialize>(value: &T) -> Value {
     Value::from(minijinja::value::Serde(value))
@@ -264,6 +324,25 @@ mod tests {
 
         let (big, _) = templates.add("u".into(), "{{ 'x' * 1000000 }}").unwrap();
         assert!(templates.render(&big, &none).is_err());
+    }
+
+    #[test]
+    fn unknown_filters_and_tests_are_found_before_rendering() {
+        assert_eq!(
+            unknown_filters_and_tests(
+                "{{ name | shout }} {{ x | upper }} {% if x is weird %}{% endif %}",
+                false
+            ),
+            ["filter `shout`", "test `weird`"]
+        );
+        assert_eq!(
+            unknown_filters_and_tests("x is not defined and y | length > 2", true),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            unknown_filters_and_tests("'a|b' ~ (x | urlencode)", true),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

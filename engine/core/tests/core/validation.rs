@@ -222,3 +222,17 @@ fn references_between_flows() {
         .collect();
     assert_eq!(found, vec![(Code::UnknownFlow, Some("b".to_string()))]);
 }
+
+#[test]
+fn regression_unknown_filters_are_caught_before_a_conversation_fails() {
+    let found = check(
+        "id: f\nvariables:\n  x: { type: string }\nstart: a\nnodes:\n  a:\n    kind: message\n    text: '{{ x | shout }}'\n    next: b\n  b:\n    kind: condition\n    if: x is weird\n    then: c\n    else: c\n  c: { kind: end, text: '{{ x | urlencode | upper }}' }\n",
+    );
+    assert_eq!(
+        found,
+        vec![
+            ("F0009", Some("a".to_string()), Some(8)),
+            ("F0010", Some("b".to_string()), Some(12))
+        ]
+    );
+}
