@@ -95,3 +95,30 @@ fn chat_refuses_a_broken_flow_with_its_diagnostics() {
         "{errors}"
     );
 }
+
+#[test]
+fn regression_files_that_are_not_flows_beside_a_flow_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bot.yaml"),
+        "id: bot\nstart: a\nnodes:\n  a: { kind: end, text: hello }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("package.json"),
+        "{\"name\": \"site\", \"version\": \"1.0.0\"}",
+    )
+    .unwrap();
+    let output = influxify_in(dir.path(), &["chat", "bot.yaml"], Some("hi\n"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout(&output).contains("bot › hello"));
+    let missing = influxify_in(dir.path(), &["chat", "nope.yaml"], None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("cannot read nope.yaml: no such file")
+    );
+}

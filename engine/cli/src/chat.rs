@@ -22,6 +22,9 @@ Type a message and press Enter. A number taps the quick reply with that number.
   /quit             leave (or Ctrl-D)";
 
 pub fn run(file: &Path, mocks_file: Option<&Path>, user: &[String]) -> anyhow::Result<ExitCode> {
+    if !file.is_file() {
+        anyhow::bail!("cannot read {}: no such file", file.display());
+    }
     let dir = project::dir_of(file);
     let compilation = project::compile_dir(&dir, None)?;
     let Some(flows) = compilation.flows else {
@@ -156,9 +159,14 @@ fn parse_command(text: &str, last: &[Outbound]) -> Result<Option<Input>, String>
         _ if text.starts_with('/') => return Ok(None),
         _ => {}
     }
-    // A number picks a quick reply of the last message that offered some.
+    // A number picks a quick reply of the last message that offered some, unless the replies
+    // are numbers themselves (then the number is the answer).
     if let Ok(n) = text.parse::<usize>()
         && let Some(offer) = last.iter().rev().find(|m| !m.quick_replies.is_empty())
+        && !offer
+            .quick_replies
+            .iter()
+            .any(|q| q.title.trim().parse::<f64>().is_ok())
         && let Some(reply) = n.checked_sub(1).and_then(|i| offer.quick_replies.get(i))
     {
         return Ok(Some(Input::Tap(reply.payload.clone())));

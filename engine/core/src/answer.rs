@@ -8,6 +8,9 @@ use serde_json::Value;
 use crate::compiled::Check;
 use crate::conversation::UserMessage;
 
+static THOUSANDS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+$").expect("valid regex"));
+
 static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$").expect("valid regex"));
 
@@ -57,8 +60,8 @@ fn choice(choices: &[(String, String)], message: &UserMessage) -> Option<Value> 
 }
 
 fn number(text: &str, min: Option<f64>, max: Option<f64>, integer: bool) -> Option<Value> {
-    // "1,5" is a decimal comma unless a point is also there ("1,000.5").
-    let normalized = if text.contains('.') {
+    // Commas group thousands ("1,000", "1,000.5") or are a decimal comma ("1,5").
+    let normalized = if text.contains('.') || THOUSANDS.is_match(text) {
         text.replace(',', "")
     } else {
         text.replace(',', ".")
@@ -112,6 +115,13 @@ mod tests {
         };
         assert_eq!(text(&n, " 3 "), Some(Value::from(3)));
         assert_eq!(text(&n, "2,5"), Some(serde_json::json!(2.5)));
+        let big = Check::Number {
+            min: None,
+            max: None,
+            integer: true,
+        };
+        assert_eq!(text(&big, "1,000"), Some(Value::from(1000)));
+        assert_eq!(text(&big, "12,345,678"), Some(Value::from(12_345_678)));
         assert_eq!(text(&n, "11"), None);
         assert_eq!(text(&n, "three"), None);
         assert_eq!(text(&n, "NaN"), None);

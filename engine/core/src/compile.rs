@@ -10,7 +10,7 @@ use crate::catalog::{Catalog, STANDARD_OUTCOMES};
 use crate::checks;
 use crate::compiled::*;
 use crate::diagnostic::{Code, Diagnostic, Position};
-use crate::model::{self, Node, Validation};
+use crate::model::{self, Node, Validation, VariableType};
 use crate::source::{self, ParsedFlow, Source};
 use crate::suggest::did_you_mean;
 use crate::template::{self, Expr, Templates, Text};
@@ -42,6 +42,15 @@ pub fn compile(sources: &[Source], catalog: Option<&Catalog>) -> Compilation {
         parsed.extend(flow);
     }
     let flows = compile_parsed(&parsed, catalog, &mut diagnostics);
+    // In file order, as a compiler prints them.
+    let order: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    diagnostics.sort_by_key(|d| {
+        let file = d
+            .file
+            .as_deref()
+            .and_then(|f| order.iter().position(|o| *o == f));
+        (file, d.position.map(|p| (p.line, p.column)))
+    });
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     Compilation {
         flows: flows.filter(|_| !has_errors),
@@ -66,13 +75,26 @@ fn compile_parsed(
         nodes: HashMap::new(),
         variables: HashSet::new(),
     };
-    let mut first_file: HashMap<&str, &str> = HashMap::new();
+    // A flow id used twice is reported on every file that uses it.
+    let mut files_by_id: HashMap<&str, Vec<&str>> = HashMap::new();
     for p in parsed {
-        if let Some(other) = first_file.insert(&p.flow.id, &p.file) {
+        files_by_id.entry(&p.flow.id).or_default().push(&p.file);
+    }
+    for p in parsed {
+        let others: Vec<&str> = files_by_id[p.flow.id.as_str()]
+            .iter()
+            .copied()
+            .filter(|f| *f != p.file)
+            .collect();
+        if !others.is_empty() {
             diagnostics.push(
                 Diagnostic::error(
                     Code::Duplicate,
-                    format!("flow id `{}` is also used by {other}", p.flow.id),
+                    format!(
+                        "flow id `{}` is also used by {}",
+                        p.flow.id,
+                        others.join(", ")
+                    ),
                 )
                 .at(p.positions.get(&["id"]))
                 .with_file(&p.file),
@@ -144,13 +166,16 @@ static ACTION_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9_-]+\.[a-z0-9_.-]+$").expect("valid regex"));
 
 /// Names that the engine sets and flows may not assign.
-const RESERVED: &[&str] = &["message", "now", "output"];
+const RESERVED: &[&str] = &["message", "now", "output", "user"];
 
 const MAX_QUICK_REPLIES: usize = 13;
 const MAX_BUTTONS: usize = 3;
 const MAX_TITLE_CHARS: usize = 20;
 const MAX_TEXT_CHARS: usize = 2000;
 const MAX_BUTTON_TEXT_CHARS: usize = 640;
+
+/// Diagnostics after which "did you mean" hints are no longer computed.
+const MAX_SUGGESTIONS: usize = 100;
 
 /// A placeholder index for edges that did not resolve; the flow is not produced then.
 const BROKEN: NodeIx = usize::MAX;
@@ -210,6 +235,8 @@ impl<'a> FlowCompiler<'a> {
         let defaults = self.variables();
         let start = match self.index.get(&flow.start) {
             Some(ix) => *ix,
+            // The start node exists but did not parse: that error is already reported.
+            None if self.parsed.broken_nodes.contains(&flow.start) => BROKEN,
             None => {
                 let mut d = Diagnostic::error(
                     Code::Start,
@@ -279,7 +306,14 @@ impl<'a> FlowCompiler<'a> {
         for (name, variable) in &self.parsed.flow.variables {
             let position = self.parsed.positions.get(&["variables", name]);
             self.check_identifier(name, position);
-            let value = variable.default.clone().unwrap_or(serde_json::Value::Null);
+            // Without a default, text, lists and maps start empty (so `| length` works); other
+            // types start as null, which templates print as nothing.
+            let value = variable.default.clone().unwrap_or(match variable.ty {
+                VariableType::String => serde_json::Value::String(String::new()),
+                VariableType::List => serde_json::Value::Array(Vec::new()),
+                VariableType::Object => serde_json::Value::Object(serde_json::Map::new()),
+                _ => serde_json::Value::Null,
+            });
             if !variable.ty.accepts(&value) {
                 self.error_at(
                     Code::BadDefault,
@@ -376,7 +410,10 @@ impl<'a> FlowCompiler<'a> {
             if !self.node.is_empty() {
                 d = d.at_node(self.node.clone());
             }
-            if let Some(best) = did_you_mean(target, self.index.keys().map(String::as_str)) {
+            // Suggestions cost a comparison with every node: only for the first few problems.
+            if self.diagnostics.len() < MAX_SUGGESTIONS
+                && let Some(best) = did_you_mean(target, self.index.keys().map(String::as_str))
+            {
                 d = d.help(format!("did you mean `{best}`?"));
             }
             self.diagnostics.push(d);
@@ -505,6 +542,9 @@ impl<'a> FlowCompiler<'a> {
             .at(self.field_pos(field));
             d = match did_you_mean(&name, known) {
                 Some(best) => d.help(format!("did you mean `{best}`?")),
+                None if name == "output" => {
+                    d.help("`output` exists only in a plugin node's `outputs`")
+                }
                 None => d.help(format!(
                     "declare it under `variables:` (e.g. `{name}: {{ type: string }}`)"
                 )),
@@ -537,6 +577,14 @@ impl<'a> FlowCompiler<'a> {
     // ---- Messenger limits --------------------------------------------------------------------
 
     fn check_text_len(&mut self, field: &str, source: &str, limit: usize, why: &str) {
+        if source.trim().is_empty() {
+            self.error(
+                Code::Shape,
+                field,
+                format!("{why} is empty; Messenger refuses empty messages"),
+            );
+            return;
+        }
         if template::has_template_syntax(source) {
             return;
         }
@@ -551,6 +599,10 @@ impl<'a> FlowCompiler<'a> {
     }
 
     fn check_title(&mut self, field: &str, title: &str) {
+        if title.trim().is_empty() {
+            self.error(Code::Shape, field, "a title is empty".to_string());
+            return;
+        }
         let chars = title.chars().count();
         if !template::has_template_syntax(title) && chars > MAX_TITLE_CHARS {
             self.error(
@@ -641,6 +693,13 @@ impl<'a> FlowCompiler<'a> {
         let kind = node.kind();
         match node {
             Node::Message(m) => {
+                if m.text.as_slice().is_empty() {
+                    self.error(
+                        Code::Shape,
+                        "text",
+                        "`text` is an empty list; give at least one text".to_string(),
+                    );
+                }
                 let limit = if m.buttons.is_empty() {
                     MAX_TEXT_CHARS
                 } else {
@@ -837,6 +896,28 @@ impl<'a> FlowCompiler<'a> {
                 message.push_str(&format!("; did you mean `{best}`?"));
             }
             self.error(Code::UnknownAction, "action", message);
+        }
+        if let Some((_, Some(action))) = known
+            && !p.on.is_empty()
+            && !p.on.contains_key("ok")
+        {
+            let unhandled: Vec<String> = action
+                .outcomes
+                .iter()
+                .filter(|o| !p.on.contains_key(*o))
+                .map(|o| format!("`{o}`"))
+                .collect();
+            if !unhandled.is_empty() {
+                self.error(
+                    Code::DeadEnd,
+                    "on",
+                    format!(
+                        "`{}` may produce {} with no edge here, and there is no `ok` edge to fall back on",
+                        p.action,
+                        unhandled.join(", ")
+                    ),
+                );
+            }
         }
         if let Some((_, Some(action))) = known {
             for outcome in p.on.keys() {

@@ -216,6 +216,12 @@ pub enum OperatorAction {
     },
     /// Start over from the flow's start, forgetting the variables (the profile is kept).
     Reset,
+    /// Continue at a node of the current flow (variables kept): the bot runs it again, e.g. asks
+    /// its question. Used to move a conversation after a migration, or by an operator.
+    Goto {
+        /// The node id.
+        node: String,
+    },
 }
 
 /// A message for the user.

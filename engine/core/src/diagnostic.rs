@@ -17,7 +17,7 @@ pub enum Code {
     UnknownNode,
     /// F0005: a node can never be reached from the start or an intent.
     Unreachable,
-    /// F0006: a node other than `end` has no way out.
+    /// F0006: a node other than `end` has no way out (a missing `next`, an outcome no edge handles).
     DeadEnd,
     /// F0007: a cycle that never waits for the user would loop forever in one turn.
     BusyCycle,
@@ -47,7 +47,8 @@ pub enum Code {
     TextTooLong,
     /// F0020: a validation rule is itself invalid (bad regex, min above max, no choices).
     BadValidation,
-    /// F0021: an id or reference is malformed, or a node is missing a required edge.
+    /// F0021: an id or reference is malformed (a bad variable name, a button with both `payload`
+    /// and `url`, an intent without exactly one target).
     BadReference,
     /// F0022: a default value does not match its variable's type.
     BadDefault,

@@ -100,24 +100,69 @@ fn node_label(id: &str, node: &Node) -> String {
     format!("{id}\n({})", node.kind())
 }
 
-fn escape(text: &str, quote: char) -> String {
-    text.replace('\\', "\\\\")
-        .replace(quote, if quote == '"' { "#quot;" } else { "\\'" })
+/// Mermaid labels are quoted; quotes become the `#quot;` entity and nothing else is special.
+fn mermaid_label(text: &str) -> String {
+    text.replace('"', "#quot;").replace('\n', "<br/>")
 }
 
-/// The flow as a Mermaid flowchart. Node ids are kept as written, so a caller can style one
-/// (the playground highlights the current node) with `style <id> ...`.
-pub fn mermaid(flow: &Flow) -> String {
-    let mut out = String::from("flowchart TD\n");
-    let id = |node: &str| {
-        format!(
-            "n_{}",
-            node.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_")
-        )
+/// Diagram ids are generated (`n0`, `n1`, `f0`, `i0` ...): node ids, flow ids and intent names
+/// may hold any character, and two of them must never meet in one diagram id.
+fn diagram_ids(flow: &Flow) -> HashMap<&str, String> {
+    flow.nodes
+        .keys()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), format!("n{i}")))
+        .collect()
+}
+
+/// The other flows an edge leads to, each with a generated id and a label.
+fn external_targets(flow: &Flow) -> Vec<(String, String)> {
+    let mut targets: Vec<String> = Vec::new();
+    for node in flow.nodes.values() {
+        for (_, target) in edges(node) {
+            if let Target::Flow(other, at) = target {
+                let text = match at {
+                    Some(at) => format!("flow {other}: {at}"),
+                    None => format!("flow {other}"),
+                };
+                if !targets.contains(&text) {
+                    targets.push(text);
+                }
+            }
+        }
+    }
+    targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| (format!("f{i}"), text))
+        .collect()
+}
+
+fn external_id(externals: &[(String, String)], other: &str, at: Option<&str>) -> String {
+    let text = match at {
+        Some(at) => format!("flow {other}: {at}"),
+        None => format!("flow {other}"),
     };
-    let _ = writeln!(out, "    start((start)) --> {}", id(&flow.start));
+    externals
+        .iter()
+        .find(|(_, t)| *t == text)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default()
+}
+
+/// The flow as a Mermaid flowchart. Node `i` of the file is `n{i}`, so a caller can style one
+/// (the playground highlights the current node) with `style n{i} ...`.
+pub fn mermaid(flow: &Flow) -> String {
+    let ids = diagram_ids(flow);
+    let externals = external_targets(flow);
+    let unknown = "missing".to_string();
+    let mut out = String::from("flowchart TD\n");
+    let _ = writeln!(out, "    start((start))");
+    if let Some(first) = ids.get(flow.start.as_str()) {
+        let _ = writeln!(out, "    start --> {first}");
+    }
     for (name, node) in &flow.nodes {
-        let label = escape(&node_label(name, node), '"').replace('\n', "<br/>");
+        let label = mermaid_label(&node_label(name, node));
         let shape = match node {
             Node::Condition(_) | Node::Switch(_) => format!("{{\"{label}\"}}"),
             Node::Ask(_) | Node::Wait(_) | Node::Handoff(_) => format!("[/\"{label}\"/]"),
@@ -125,37 +170,40 @@ pub fn mermaid(flow: &Flow) -> String {
             Node::Plugin(_) => format!("[[\"{label}\"]]"),
             _ => format!("[\"{label}\"]"),
         };
-        let _ = writeln!(out, "    {}{shape}", id(name));
+        let _ = writeln!(out, "    {}{shape}", ids[name.as_str()]);
     }
+    for (id, text) in &externals {
+        let _ = writeln!(out, "    {id}>\"{}\"]", mermaid_label(text));
+    }
+    let mut missing = false;
     for (name, node) in &flow.nodes {
         for (label, target) in edges(node) {
-            let label = escape(&label, '"');
+            let label = mermaid_label(&label);
+            let from = &ids[name.as_str()];
             match target {
                 Target::Node(to) => {
-                    let _ = writeln!(out, "    {} -->|\"{label}\"| {}", id(name), id(to));
+                    let to = ids.get(to).unwrap_or_else(|| {
+                        missing = true;
+                        &unknown
+                    });
+                    let _ = writeln!(out, "    {from} -->|\"{label}\"| {to}");
                 }
-                Target::Flow(flow, at) => {
-                    let external = format!(
-                        "flow_{}",
-                        flow.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-                    );
-                    let text = match at {
-                        Some(at) => format!("{flow}:{at}"),
-                        None => flow.to_string(),
-                    };
-                    let _ = writeln!(out, "    {external}>\"flow {}\"]", escape(&text, '"'));
-                    let _ = writeln!(out, "    {} -.->|\"{label}\"| {external}", id(name));
+                Target::Flow(other, at) => {
+                    let to = external_id(&externals, other, at);
+                    let _ = writeln!(out, "    {from} -.->|\"{label}\"| {to}");
                 }
             }
         }
     }
-    for (name, intent) in &flow.intents {
-        if let Some(goto) = &intent.goto {
+    if missing {
+        let _ = writeln!(out, "    missing[\"unknown node\"]");
+    }
+    for (i, (name, intent)) in flow.intents.iter().enumerate() {
+        if let Some(to) = intent.goto.as_deref().and_then(|g| ids.get(g)) {
             let _ = writeln!(
                 out,
-                "    intent_{0}([\"intent: {0}\"]) -.-> {1}",
-                escape(name, '"'),
-                id(goto)
+                "    i{i}([\"intent: {}\"]) -.-> {to}",
+                mermaid_label(name)
             );
         }
     }
@@ -164,7 +212,8 @@ pub fn mermaid(flow: &Flow) -> String {
 
 /// The flow as a Graphviz DOT digraph.
 pub fn dot(flow: &Flow) -> String {
-    let mut out = String::new();
+    let ids = diagram_ids(flow);
+    let externals = external_targets(flow);
     let q = |text: &str| {
         format!(
             "\"{}\"",
@@ -173,16 +222,16 @@ pub fn dot(flow: &Flow) -> String {
                 .replace('\n', "\\n")
         )
     };
+    let mut out = String::new();
     let _ = writeln!(out, "digraph {} {{", q(&flow.id));
     let _ = writeln!(
         out,
         "    rankdir=TB;\n    node [shape=box, fontname=\"sans-serif\"];"
     );
-    let _ = writeln!(
-        out,
-        "    \"__start\" [shape=circle, label=\"start\"];\n    \"__start\" -> {};",
-        q(&flow.start)
-    );
+    let _ = writeln!(out, "    start [shape=circle, label=\"start\"];");
+    if let Some(first) = ids.get(flow.start.as_str()) {
+        let _ = writeln!(out, "    start -> {first};");
+    }
     for (name, node) in &flow.nodes {
         let shape = match node {
             Node::Condition(_) | Node::Switch(_) => "diamond",
@@ -194,32 +243,50 @@ pub fn dot(flow: &Flow) -> String {
         let _ = writeln!(
             out,
             "    {} [label={}, shape={shape}];",
-            q(name),
+            ids[name.as_str()],
             q(&node_label(name, node))
         );
     }
+    for (id, text) in &externals {
+        let _ = writeln!(out, "    {id} [label={}, shape=cds];", q(text));
+    }
+    let mut missing = false;
     for (name, node) in &flow.nodes {
         for (label, target) in edges(node) {
+            let from = &ids[name.as_str()];
             match target {
                 Target::Node(to) => {
-                    let _ = writeln!(out, "    {} -> {} [label={}];", q(name), q(to), q(&label));
+                    let to = match ids.get(to) {
+                        Some(to) => to.clone(),
+                        None => {
+                            missing = true;
+                            "missing".to_string()
+                        }
+                    };
+                    let _ = writeln!(out, "    {from} -> {to} [label={}];", q(&label));
                 }
-                Target::Flow(flow, at) => {
-                    let text = format!(
-                        "flow {}{}",
-                        flow,
-                        at.map(|a| format!(":{a}")).unwrap_or_default()
-                    );
-                    let _ = writeln!(out, "    {} [shape=cds];", q(&text));
+                Target::Flow(other, at) => {
+                    let to = external_id(&externals, other, at);
                     let _ = writeln!(
                         out,
-                        "    {} -> {} [label={}, style=dashed];",
-                        q(name),
-                        q(&text),
+                        "    {from} -> {to} [label={}, style=dashed];",
                         q(&label)
                     );
                 }
             }
+        }
+    }
+    if missing {
+        let _ = writeln!(out, "    missing [label=\"unknown node\", shape=octagon];");
+    }
+    for (i, (name, intent)) in flow.intents.iter().enumerate() {
+        if let Some(to) = intent.goto.as_deref().and_then(|g| ids.get(g)) {
+            let _ = writeln!(
+                out,
+                "    i{i} [label={}, shape=oval, style=dashed];",
+                q(&format!("intent: {name}"))
+            );
+            let _ = writeln!(out, "    i{i} -> {to} [style=dotted];");
         }
     }
     out.push_str("}\n");

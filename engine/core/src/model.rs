@@ -227,9 +227,11 @@ pub struct MessageNode {
     pub text: Texts,
     /// Quick replies offered under the last message (Messenger allows 13).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 13))]
     pub quick_replies: Vec<QuickReply>,
     /// Buttons under the last message (Messenger allows 3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3))]
     pub buttons: Vec<Button>,
     /// Show a typing indicator for this long before each message (e.g. `1500ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,6 +254,7 @@ pub struct AskNode {
     pub store: String,
     /// Quick replies offered under the prompt (added automatically for `validate: {type: choice}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 13))]
     pub quick_replies: Vec<QuickReply>,
     /// What to say when the reply does not validate, before asking again. A template.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -125,7 +125,8 @@ pub fn parse(source: &Source) -> (Option<ParsedFlow>, Vec<Diagnostic>) {
         })
     };
 
-    let text = source.text.as_str();
+    // Editors on some systems start UTF-8 files with a byte-order mark; it is not content.
+    let text = source.text.strip_prefix('\u{feff}').unwrap_or(&source.text);
     if text.len() > MAX_FLOW_BYTES {
         report(Diagnostic::error(
             Code::Syntax,
@@ -191,7 +192,9 @@ pub fn parse(source: &Source) -> (Option<ParsedFlow>, Vec<Diagnostic>) {
                 nodes.insert(id, node);
             }
             Err(d) => {
-                report(d.at_node(id.clone()).at(at));
+                // The node's own line only when the problem has no more precise position.
+                let d = if d.position.is_none() { d.at(at) } else { d };
+                report(d.at_node(id.clone()));
                 broken_nodes.insert(id);
             }
         }

@@ -91,6 +91,7 @@ impl<'a> Machine<'a> {
             match event {
                 Event::Operator(OperatorAction::Reset) => self.reset(),
                 Event::Operator(OperatorAction::Say { text }) => self.say(text.clone()),
+                Event::Operator(action @ OperatorAction::Goto { .. }) => self.on_operator(action),
                 _ => self.ignore(format!(
                     "the conversation failed ({error}); an operator must reset it"
                 )),
@@ -122,17 +123,34 @@ impl<'a> Machine<'a> {
 
     /// Handles messages that arrived while the conversation waited for a plugin.
     fn drain_queue(&mut self) {
+        if self.state.queued.is_empty() {
+            return;
+        }
+        // The turn's own outcome stays what the event did, not what a replayed message did.
+        let ignored = self.ignored.take();
+        if self.state.status == Status::HandedOff {
+            // The operator has the conversation now: they get what the user wrote meanwhile.
+            for message in std::mem::take(&mut self.state.queued) {
+                self.effects.push(Effect::ForwardToOperator(message));
+            }
+        }
         let mut budget = self.state.queued.len();
-        while budget > 0 && !self.state.queued.is_empty() && self.accepts_user_now() {
+        while budget > 0 && !self.state.queued.is_empty() && self.awaits_user() {
             budget -= 1;
             let message = self.state.queued.remove(0);
             self.on_user(message);
         }
+        self.ignored = ignored;
     }
 
-    fn accepts_user_now(&self) -> bool {
+    /// Whether a queued message can be handled now: the conversation waits for the user, or
+    /// ended (the message starts it again rather than going unanswered).
+    fn awaits_user(&self) -> bool {
         match self.state.status {
-            Status::Active => !matches!(self.state.waiting, Some(Waiting::Plugin { .. })),
+            Status::Active => matches!(
+                self.state.waiting,
+                Some(Waiting::Reply { .. }) | Some(Waiting::Timer { .. })
+            ),
             Status::Ended => true,
             _ => false,
         }
@@ -392,6 +410,19 @@ impl<'a> Machine<'a> {
         match action {
             OperatorAction::Say { text } => self.say(text.clone()),
             OperatorAction::Reset => self.reset(),
+            OperatorAction::Goto { node } => {
+                let Some(flow) = self.flow(&self.state.flow) else {
+                    return self.fail(format!("flow `{}` is not loaded", self.state.flow));
+                };
+                let Some(ix) = flow.node_index(node) else {
+                    return self.ignore(format!("flow `{}` has no node `{node}`", flow.id));
+                };
+                self.cancel_timer();
+                self.state.waiting = None;
+                self.state.retries = 0;
+                self.state.status = Status::Active;
+                self.run(flow, ix);
+            }
             OperatorAction::Resume => {
                 if self.state.status != Status::HandedOff {
                     return self.ignore("the conversation is not handed off".into());
@@ -440,6 +471,8 @@ impl<'a> Machine<'a> {
         self.cancel_timer();
         self.state.waiting = None;
         self.state.retries = 0;
+        // The user changed the subject: what they wrote while a plugin ran no longer applies.
+        self.state.queued.clear();
         if self.state.node.is_none() {
             self.enter_flow(declaring);
         }
@@ -471,6 +504,10 @@ impl<'a> Machine<'a> {
                         intent.name
                     ));
                 };
+                if self.state.flow == sub.id {
+                    // Already inside it ("help" twice): start it over rather than nest again.
+                    return self.run(sub, sub.start);
+                }
                 let here = match &self.state.node {
                     Some(node) => node.clone(),
                     None => declaring.nodes[declaring.start].id.clone(),
@@ -601,6 +638,9 @@ impl<'a> Machine<'a> {
                 Next::Stop => return,
             }
         }
+        // A runaway turn must not flood the user with what it produced on the way.
+        self.effects
+            .retain(|effect| !matches!(effect, Effect::Send(_)));
         self.fail(format!(
             "the flow ran {MAX_STEPS_PER_TURN} steps without waiting for the user"
         ));
@@ -769,7 +809,13 @@ impl<'a> Machine<'a> {
     /// Sets the defaults of a flow's variables that are not set yet.
     fn enter_flow(&mut self, flow: &CompiledFlow) {
         for (name, value) in &flow.defaults {
-            if !self.state.vars.contains_key(name) {
+            // A variable another flow declared without a default (null) still gets this one's.
+            let unset = self
+                .state
+                .vars
+                .get(name)
+                .is_none_or(serde_json::Value::is_null);
+            if unset && (!value.is_null() || !self.state.vars.contains_key(name)) {
                 self.state.vars.insert(name.clone(), value.clone());
             }
         }

@@ -58,6 +58,14 @@ fn configure(env: &mut Environment<'static>) {
     // `user.first_name` before a profile is known, or `output.row.status` when nothing was
     // found, read as undefined (empty) instead of failing the conversation.
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    // `none` (a variable without a value) prints as nothing, like undefined, not as "none".
+    env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
 }
 
 /// The shared environment that expressions are compiled in.
@@ -152,6 +160,7 @@ pub fn unknown_filters_and_tests(source: &str, in_expression: bool) -> Vec<Strin
         if let Token::Ident(name) = token {
             let kind = match (&previous[0], &previous[1]) {
                 (_, Some(Token::Pipe)) => Some("filter"),
+                (Some(Token::BlockStart), Some(Token::Ident("filter"))) => Some("filter"),
                 (_, Some(Token::Ident("is"))) if name != "not" => Some("test"),
                 (Some(Token::Ident("is")), Some(Token::Ident("not"))) => Some("test"),
                 _ => None,
@@ -330,10 +339,10 @@ mod tests {
     fn unknown_filters_and_tests_are_found_before_rendering() {
         assert_eq!(
             unknown_filters_and_tests(
-                "{{ name | shout }} {{ x | upper }} {% if x is weird %}{% endif %}",
+                "{{ name | shout }} {{ x | upper }} {% if x is weird %}{% endif %}{% filter yell %}a{% endfilter %}",
                 false
             ),
-            ["filter `shout`", "test `weird`"]
+            ["filter `shout`", "test `weird`", "filter `yell`"]
         );
         assert_eq!(
             unknown_filters_and_tests("x is not defined and y | length > 2", true),

@@ -40,6 +40,21 @@ pub fn is_flow_file(path: &Path) -> bool {
             .any(|ext| name.ends_with(ext))
 }
 
+/// Whether a file found in a directory is meant as a flow. A YAML or JSON mapping with none of
+/// `id`, `start` and `nodes` (a `package.json`, an editor's settings) is not; anything else is,
+/// so that a broken flow file is reported rather than skipped.
+pub fn looks_like_flow(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return true;
+    };
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) {
+        Ok(serde_yaml_ng::Value::Mapping(map)) => ["id", "start", "nodes"]
+            .iter()
+            .any(|k| map.contains_key(*k)),
+        _ => true,
+    }
+}
+
 /// The flow and test files named by `paths`, directories walked recursively, sorted.
 #[derive(Debug, Default)]
 pub struct Found {
@@ -85,7 +100,7 @@ fn walk(dir: &Path, found: &mut Found) -> Result<(), LoadError> {
             walk(&path, found)?;
         } else if is_test_file(&path) {
             found.tests.push(path);
-        } else if is_flow_file(&path) {
+        } else if is_flow_file(&path) && looks_like_flow(&path) {
             found.flows.push(path);
         }
     }
@@ -101,7 +116,7 @@ pub fn flows_in(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut flows = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
-        if path.is_file() && is_flow_file(&path) {
+        if path.is_file() && is_flow_file(&path) && looks_like_flow(&path) {
             flows.push(path);
         }
     }

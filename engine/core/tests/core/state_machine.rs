@@ -528,3 +528,97 @@ fn regression_an_intent_into_another_flow_sets_its_defaults() {
     assert_eq!(texts(&turns[1]), ["Rating? (low is 2)"]);
     assert_eq!(state.vars["low"], 2);
 }
+
+#[test]
+fn regression_variables_without_default_render_empty_and_lists_start_empty() {
+    let flow = "id: v\nvariables:\n  name: { type: string }\n  items: { type: list }\n  n: { type: number }\nstart: m\nnodes:\n  m:\n    kind: message\n    text: 'Hi {{ name }}|{{ name | upper }}|{{ items | length }}|{{ n }}'\n    next: e\n  e: { kind: end }\n";
+    let flows = flows(&[flow]);
+    let (_, turns) = run(&flows, "v", &[user("hi")]);
+    assert_eq!(texts(&turns[0]), ["Hi ||0|"]);
+}
+
+#[test]
+fn regression_a_runaway_turn_sends_nothing() {
+    let a = "id: a\nstart: x\nnodes:\n  x: { kind: message, text: ping, next: y }\n  y: { kind: jump, flow: b }\n";
+    let b = "id: b\nstart: y\nnodes:\n  y: { kind: jump, flow: a }\n";
+    let flows = flows(&[a, b]);
+    let (state, turns) = run(&flows, "a", &[user("hi")]);
+    assert!(texts(&turns[0]).is_empty(), "{:?}", texts(&turns[0]));
+    assert!(matches!(state.status, Status::Failed { .. }));
+}
+
+#[test]
+fn regression_an_intent_during_a_plugin_call_drops_the_queue() {
+    let flows = flows(&[ORDER]);
+    let stop = ORDER.replace(
+        "start: ask_id",
+        "start: ask_id\nintents:\n  stop: { keywords: [stop], goto: missing }",
+    );
+    let flows_with_stop = crate::flows(&[&stop]);
+    let _ = flows;
+    let (state, _) = run(
+        &flows_with_stop,
+        "order",
+        &[user("hi"), user("A-1001"), user("A-2002")],
+    );
+    assert_eq!(state.queued.len(), 1);
+    let stopped = step(&flows_with_stop, state, &user("stop"), T0 + 9000);
+    assert_eq!(texts(&stopped), ["No order A-1001."]);
+    assert!(stopped.state.queued.is_empty());
+    assert_eq!(stopped.state.status, Status::Ended);
+}
+
+#[test]
+fn regression_messages_queued_before_a_handoff_go_to_the_operator() {
+    let flows = flows(&[ORDER]);
+    let (state, _) = run(
+        &flows,
+        "order",
+        &[user("hi"), user("A-1001"), user("are you there?")],
+    );
+    let Some(Waiting::Plugin { call }) = state.waiting else {
+        panic!()
+    };
+    let failed = step(
+        &flows,
+        state,
+        &Event::PluginFailed {
+            call,
+            error: "down".into(),
+        },
+        T0 + 9000,
+    );
+    assert!(
+        failed
+            .effects
+            .contains(&Effect::ForwardToOperator(UserMessage::text(
+                "are you there?"
+            ))),
+        "{:?}",
+        failed.effects
+    );
+    assert!(failed.state.queued.is_empty());
+    assert!(failed.ignored.is_none());
+}
+
+#[test]
+fn regression_asking_for_help_twice_does_not_nest() {
+    let flows = flows(&[
+        SIGNUP,
+        "id: help\nstart: info\nnodes:\n  info: { kind: ask, prompt: 'Help: what do you need?', store: need, next: done }\n  done: { kind: end }\n",
+    ]);
+    let mut events = vec![user("hi")];
+    events.extend((0..40).map(|_| user("help")));
+    let (state, turns) = run(&flows, "signup", &events);
+    assert_eq!(state.stack.len(), 1);
+    assert_eq!(texts(turns.last().unwrap()), ["Help: what do you need?"]);
+}
+
+#[test]
+fn regression_a_subflow_default_applies_when_the_caller_declared_it_without_one() {
+    let main = "id: main\nvariables:\n  level: { type: number }\nstart: c\nnodes:\n  c: { kind: call, flow: sub, next: e }\n  e: { kind: end }\n";
+    let sub = "id: sub\nvariables:\n  level: { type: number, default: 3 }\nstart: s\nnodes:\n  s: { kind: end, text: 'level {{ level }}' }\n";
+    let flows = flows(&[main, sub]);
+    let (_, turns) = run(&flows, "main", &[user("hi")]);
+    assert_eq!(texts(&turns[0]), ["level 3"]);
+}

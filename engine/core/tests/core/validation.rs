@@ -236,3 +236,65 @@ fn regression_unknown_filters_are_caught_before_a_conversation_fails() {
         ]
     );
 }
+
+#[test]
+fn regression_unhandled_plugin_outcomes_without_ok() {
+    let found = check(
+        "id: f\nstart: a\nnodes:\n  a:\n    kind: plugin\n    action: consent.check\n    on: { granted: b, error: b }\n  b: { kind: end }\n",
+    );
+    has(&found, Code::DeadEnd, Some("a"), Some(7));
+}
+
+#[test]
+fn regression_a_broken_start_node_is_not_reported_missing() {
+    let found =
+        check("id: f\nstart: a\nnodes:\n  a: { kind: ask, prompt: [1, 2], store: x, next: a }\n");
+    assert_eq!(
+        found.iter().map(|f| f.0).collect::<Vec<_>>(),
+        ["F0002"],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn regression_unknown_fields_point_at_the_field() {
+    let found =
+        check("id: f\nstart: a\nnodes:\n  a:\n    kind: end\n    text: bye\n    colour: red\n");
+    assert_eq!(found, vec![("F0002", Some("a".to_string()), Some(7))]);
+}
+
+#[test]
+fn regression_user_is_reserved_and_empty_texts_are_refused() {
+    let found = check(
+        "id: f\nstart: a\nnodes:\n  a: { kind: ask, prompt: Name?, store: user, next: b }\n  b: { kind: message, text: '', next: c }\n  c: { kind: message, text: [], quick_replies: [{ title: '' }], next: d }\n  d: { kind: end }\n",
+    );
+    has(&found, Code::BadReference, Some("a"), Some(4));
+    has(&found, Code::Shape, Some("b"), Some(5));
+    has(&found, Code::Shape, Some("c"), Some(6));
+}
+
+#[test]
+fn regression_a_byte_order_mark_is_not_content() {
+    let text = format!(
+        "\u{feff}{}",
+        "id: f\nstart: a\nnodes:\n  a: { kind: end }\n"
+    );
+    assert!(check(&text).is_empty(), "{:#?}", check(&text));
+}
+
+#[test]
+fn regression_many_bad_edges_stay_fast() {
+    let nodes: String = (0..5000)
+        .map(|i| format!("  n{i}: {{ kind: message, text: hi, next: gone{i} }}\n"))
+        .collect();
+    let text = format!("id: f\nstart: n0\nnodes:\n{nodes}");
+    let started = std::time::Instant::now();
+    let found = check(&text);
+    assert!(found.len() >= 5000);
+    // Quadratic suggestions took seconds here; this is a bound far above the linear cost.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

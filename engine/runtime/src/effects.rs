@@ -1,0 +1,89 @@
+//! The effect port: how the runtime reaches the outside world (channels, plugins, operators).
+//! The plugin host and channel plugins implement it; tests implement it with recorders.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use influxify_core::conversation::{Effect, Outbound};
+use influxify_store::ConversationKey;
+
+/// A boxed future, so that the port can be used as `dyn EffectHandler`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an effect failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EffectError {
+    /// Whether trying again later may succeed (a timeout, a 5xx, a rate limit).
+    pub retryable: bool,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl EffectError {
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        EffectError {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that will not go away by itself.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        EffectError {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs effects after their turn is durable. Every call carries the effect's deterministic
+/// idempotency key `(conversation, turn, step)`: after a crash an effect may run again, and the
+/// receiver uses the key to drop the repeat.
+pub trait EffectHandler: Send + Sync + 'static {
+    /// Delivers a message to the user.
+    fn send<'a>(&'a self, conversation: &'a ConversationKey, message: &'a Outbound, key: &'a str)
+    -> BoxFuture<'a, Result<(), EffectError>>;
+
+    /// Calls a plugin action; returns its outcome and output.
+    fn call<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        action: &'a str,
+        input: &'a serde_json::Value,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(String, serde_json::Value), EffectError>>;
+
+    /// Tells operators about a handoff, a forwarded message, an end or a failure.
+    fn notify<'a>(&'a self, conversation: &'a ConversationKey, effect: &'a Effect, key: &'a str)
+    -> BoxFuture<'a, Result<(), EffectError>>;
+}
+
+/// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, then scaled by a factor in
+/// [0.5, 1.0) drawn from `seed` (jitter spreads retries of many conversations apart).
+pub fn backoff_ms(attempt: u32, base_ms: u64, max_ms: u64, seed: u64) -> u64 {
+    let exponential = base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(32)).min(max_ms);
+    // A cheap, deterministic mix of the seed (splitmix64), not a cryptographic random.
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let fraction = 500 + z % 500;
+    exponential.saturating_mul(fraction) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_ms;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let first = backoff_ms(1, 100, 10_000, 1);
+        assert!((50..100).contains(&first), "{first}");
+        let fifth = backoff_ms(5, 100, 10_000, 1);
+        assert!((800..1600).contains(&fifth), "{fifth}");
+        assert!(backoff_ms(30, 100, 10_000, 1) < 10_000);
+        assert_ne!(backoff_ms(3, 100, 10_000, 1), backoff_ms(3, 100, 10_000, 2));
+    }
+}

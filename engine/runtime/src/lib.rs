@@ -1,0 +1,1 @@
+//! The durable runtime (in progress).

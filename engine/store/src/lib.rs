@@ -1,0 +1,16 @@
+//! The runtime's persistence: the [`Store`] port, its sled implementation ([`SledStore`]) and an
+//! in-memory one ([`MemoryStore`]). Keys start with the conversation's partition.
+
+pub mod keys;
+mod memory;
+pub mod port;
+pub mod record;
+mod sled_store;
+
+pub use keys::{ConversationKey, PARTITIONS};
+pub use memory::MemoryStore;
+pub use port::{Place, Result, Store, StoreError};
+pub use record::{
+    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
+};
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};

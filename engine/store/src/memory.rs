@@ -1,0 +1,242 @@
+//! An in-memory [`Store`]: fast tests, and the model the sled store is checked against.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::keys::ConversationKey;
+use crate::port::{Place, Result, Store, StoreError};
+use crate::record::{
+    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
+};
+
+#[derive(Debug, Default)]
+struct State {
+    next_seq: u64,
+    conversations: BTreeMap<ConversationKey, StoredConversation>,
+    inbox: BTreeMap<(ConversationKey, u64), Inbound>,
+    dedup: BTreeSet<(String, String)>,
+    outbox: BTreeMap<(ConversationKey, u64, u32), OutboxItem>,
+    timers: BTreeSet<(u64, ConversationKey, u64)>,
+    timer_index: BTreeMap<(ConversationKey, u64), u64>,
+    places: BTreeSet<(Place, ConversationKey)>,
+    versions: BTreeMap<String, FlowVersion>,
+    heads: HashMap<String, String>,
+}
+
+impl State {
+    fn ingest(&mut self, event: &Inbound) -> Ingested {
+        let key = (event.conversation.channel.clone(), event.id.clone());
+        if !self.dedup.insert(key) {
+            return Ingested::Duplicate;
+        }
+        self.next_seq += 1;
+        self.inbox
+            .insert((event.conversation.clone(), self.next_seq), event.clone());
+        Ingested::New(self.next_seq)
+    }
+}
+
+/// The in-memory store. `flush` does nothing: nothing here survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Backend("a thread panicked while holding the store".into()))
+    }
+}
+
+fn outbox_key(item: &OutboxItem) -> (ConversationKey, u64, u32) {
+    (item.conversation.clone(), item.turn, item.step)
+}
+
+impl Store for MemoryStore {
+    fn ingest(&self, events: &[Inbound]) -> Result<Vec<Ingested>> {
+        let mut state = self.lock()?;
+        Ok(events.iter().map(|event| state.ingest(event)).collect())
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn conversation(&self, key: &ConversationKey) -> Result<Option<StoredConversation>> {
+        Ok(self.lock()?.conversations.get(key).cloned())
+    }
+
+    fn inbox(&self, key: &ConversationKey) -> Result<Vec<(u64, Inbound)>> {
+        let state = self.lock()?;
+        Ok(state
+            .inbox
+            .range((key.clone(), 0)..=(key.clone(), u64::MAX))
+            .map(|((_, seq), event)| (*seq, event.clone()))
+            .collect())
+    }
+
+    fn conversations_with_inbox(&self) -> Result<Vec<ConversationKey>> {
+        let state = self.lock()?;
+        let keys: BTreeSet<ConversationKey> = state.inbox.keys().map(|(k, _)| k.clone()).collect();
+        Ok(keys.into_iter().collect())
+    }
+
+    fn commit(&self, commit: &TurnCommit) -> Result<()> {
+        let mut state = self.lock()?;
+        let key = &commit.conversation;
+        state
+            .conversations
+            .insert(key.clone(), commit.record.clone());
+        for seq in &commit.consumed {
+            state.inbox.remove(&(key.clone(), *seq));
+        }
+        for item in &commit.outbox {
+            state.outbox.insert(outbox_key(item), item.clone());
+        }
+        for timer in &commit.set_timers {
+            state.timers.insert((timer.due, key.clone(), timer.timer));
+            state
+                .timer_index
+                .insert((key.clone(), timer.timer), timer.due);
+        }
+        for id in &commit.cancel_timers {
+            if let Some(due) = state.timer_index.remove(&(key.clone(), *id)) {
+                state.timers.remove(&(due, key.clone(), *id));
+            }
+        }
+        let place = Place::of(&commit.record);
+        if let Some(previous) = &commit.previous {
+            state.places.remove(&(previous.clone(), key.clone()));
+        }
+        state.places.insert((place, key.clone()));
+        Ok(())
+    }
+
+    fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()> {
+        let previous = self.conversation(key)?.map(|r| Place::of(&r));
+        self.commit(&TurnCommit {
+            conversation: key.clone(),
+            record: record.clone(),
+            previous,
+            consumed: Vec::new(),
+            outbox: Vec::new(),
+            set_timers: Vec::new(),
+            cancel_timers: Vec::new(),
+        })
+    }
+
+    fn outbox(&self, key: &ConversationKey) -> Result<Vec<OutboxItem>> {
+        let state = self.lock()?;
+        Ok(state
+            .outbox
+            .range((key.clone(), 0, 0)..=(key.clone(), u64::MAX, u32::MAX))
+            .map(|(_, item)| item.clone())
+            .collect())
+    }
+
+    fn conversations_with_outbox(&self) -> Result<Vec<ConversationKey>> {
+        let state = self.lock()?;
+        let keys: BTreeSet<ConversationKey> =
+            state.outbox.keys().map(|(k, _, _)| k.clone()).collect();
+        Ok(keys.into_iter().collect())
+    }
+
+    fn update_outbox(&self, item: &OutboxItem) -> Result<()> {
+        self.lock()?.outbox.insert(outbox_key(item), item.clone());
+        Ok(())
+    }
+
+    fn remove_outbox(&self, item: &OutboxItem) -> Result<()> {
+        self.lock()?.outbox.remove(&outbox_key(item));
+        Ok(())
+    }
+
+    fn complete_with_event(&self, item: &OutboxItem, result: &Inbound) -> Result<Ingested> {
+        let mut state = self.lock()?;
+        if state.outbox.remove(&outbox_key(item)).is_none() {
+            return Ok(Ingested::Duplicate);
+        }
+        Ok(state.ingest(result))
+    }
+
+    fn next_timer(&self) -> Result<Option<Timer>> {
+        Ok(self
+            .lock()?
+            .timers
+            .first()
+            .map(|(due, conversation, timer)| Timer {
+                conversation: conversation.clone(),
+                timer: *timer,
+                due: *due,
+            }))
+    }
+
+    fn timers(&self, key: &ConversationKey) -> Result<Vec<Timer>> {
+        let state = self.lock()?;
+        Ok(state
+            .timer_index
+            .range((key.clone(), 0)..=(key.clone(), u64::MAX))
+            .map(|((conversation, timer), due)| Timer {
+                conversation: conversation.clone(),
+                timer: *timer,
+                due: *due,
+            })
+            .collect())
+    }
+
+    fn fire_timer(&self, timer: &Timer, event: &Inbound) -> Result<bool> {
+        let mut state = self.lock()?;
+        if !state
+            .timers
+            .remove(&(timer.due, timer.conversation.clone(), timer.timer))
+        {
+            return Ok(false);
+        }
+        state
+            .timer_index
+            .remove(&(timer.conversation.clone(), timer.timer));
+        state.ingest(event);
+        Ok(true)
+    }
+
+    fn put_version(&self, version: &FlowVersion) -> Result<()> {
+        self.lock()?
+            .versions
+            .insert(version.hash.clone(), version.clone());
+        Ok(())
+    }
+
+    fn version(&self, hash: &str) -> Result<Option<FlowVersion>> {
+        Ok(self.lock()?.versions.get(hash).cloned())
+    }
+
+    fn set_head(&self, bot: &str, hash: &str) -> Result<()> {
+        self.lock()?.heads.insert(bot.to_string(), hash.to_string());
+        Ok(())
+    }
+
+    fn head(&self, bot: &str) -> Result<Option<String>> {
+        Ok(self.lock()?.heads.get(bot).cloned())
+    }
+
+    fn placed(&self, version: &str) -> Result<Vec<(Place, ConversationKey)>> {
+        let state = self.lock()?;
+        Ok(state
+            .places
+            .iter()
+            .filter(|(place, _)| place.version == version)
+            .cloned()
+            .collect())
+    }
+
+    fn versions(&self) -> Result<Vec<String>> {
+        Ok(self.lock()?.versions.keys().cloned().collect())
+    }
+}

@@ -1,0 +1,119 @@
+//! The persistence port: what the runtime needs from a store, whatever the backend.
+
+use crate::keys::ConversationKey;
+use crate::record::{
+    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
+};
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption detected by sled).
+    #[error("storage failed: {0}")]
+    Backend(String),
+    /// A record could not be read back.
+    #[error("stored record is unreadable ({what}): {error}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// The result of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where a conversation is, for listing conversations by flow version, flow and node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Place {
+    /// The flow version hash.
+    pub version: String,
+    /// The flow id.
+    pub flow: String,
+    /// The node id (empty before the first node).
+    pub node: String,
+}
+
+impl Place {
+    /// Where `record` is.
+    pub fn of(record: &StoredConversation) -> Self {
+        Place {
+            version: record.version.clone(),
+            flow: record.state.flow.clone(),
+            node: record.state.node.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Durable storage for conversations. Writes become durable at the next [`Store::flush`]; every
+/// multi-record change is atomic. Implementations: `SledStore` (production) and `MemoryStore`
+/// (tests, and the model the sled store is checked against).
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Deduplicates `events` on (channel, id) and appends the new ones to their conversations'
+    /// inboxes, in the order given, atomically.
+    fn ingest(&self, events: &[Inbound]) -> Result<Vec<Ingested>>;
+
+    /// Makes every write so far durable. Called once for many writes (group commit).
+    fn flush(&self) -> Result<()>;
+
+    /// A conversation's record.
+    fn conversation(&self, key: &ConversationKey) -> Result<Option<StoredConversation>>;
+
+    /// A conversation's unprocessed inbox entries, oldest first.
+    fn inbox(&self, key: &ConversationKey) -> Result<Vec<(u64, Inbound)>>;
+
+    /// Conversations with unprocessed inbox entries (recovery). Proportional to pending work.
+    fn conversations_with_inbox(&self) -> Result<Vec<ConversationKey>>;
+
+    /// Applies a turn atomically: the new record, consumed inbox entries removed, effects
+    /// queued, timers set and cancelled, the place index moved.
+    fn commit(&self, commit: &TurnCommit) -> Result<()>;
+
+    /// Replaces a conversation's record alone (admin actions: pause, resume, reset, migrate).
+    fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()>;
+
+    /// A conversation's pending effects, in (turn, step) order.
+    fn outbox(&self, key: &ConversationKey) -> Result<Vec<OutboxItem>>;
+
+    /// Conversations with pending effects (recovery). Proportional to pending work.
+    fn conversations_with_outbox(&self) -> Result<Vec<ConversationKey>>;
+
+    /// Records an attempt (count, backoff, error) of a pending effect.
+    fn update_outbox(&self, item: &OutboxItem) -> Result<()>;
+
+    /// Removes a pending effect that is done (or skipped by an operator).
+    fn remove_outbox(&self, item: &OutboxItem) -> Result<()>;
+
+    /// Removes a finished plugin call from the outbox and ingests its result, atomically, so a
+    /// result is delivered exactly once even if the process dies in between.
+    fn complete_with_event(&self, item: &OutboxItem, result: &Inbound) -> Result<Ingested>;
+
+    /// The timer that falls due first.
+    fn next_timer(&self) -> Result<Option<Timer>>;
+
+    /// A conversation's pending timers.
+    fn timers(&self, key: &ConversationKey) -> Result<Vec<Timer>>;
+
+    /// Moves a due timer into its conversation's inbox as `event`, atomically. `false` when the
+    /// timer is no longer pending (cancelled, or fired already).
+    fn fire_timer(&self, timer: &Timer, event: &Inbound) -> Result<bool>;
+
+    /// Stores a flow version (idempotent: versions are immutable).
+    fn put_version(&self, version: &FlowVersion) -> Result<()>;
+
+    /// A flow version by hash.
+    fn version(&self, hash: &str) -> Result<Option<FlowVersion>>;
+
+    /// Makes `hash` the newest version of `bot`.
+    fn set_head(&self, bot: &str, hash: &str) -> Result<()>;
+
+    /// The newest version of `bot`.
+    fn head(&self, bot: &str) -> Result<Option<String>>;
+
+    /// Conversations pinned to `version`, with where they are.
+    fn placed(&self, version: &str) -> Result<Vec<(Place, ConversationKey)>>;
+
+    /// Every stored version hash.
+    fn versions(&self) -> Result<Vec<String>>;
+}

@@ -1,0 +1,118 @@
+//! What the store keeps: inbound events, conversations, pending effects, timers, flow versions.
+
+use influxify_core::conversation::{ConversationState, Effect, Event};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::ConversationKey;
+
+/// An event for a conversation, as ingested.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inbound {
+    /// The conversation.
+    pub conversation: ConversationKey,
+    /// The provider's id of this event (a Messenger `mid`), or an id the engine derives (a
+    /// timer, a plugin result); the dedup key together with the channel instance.
+    pub id: String,
+    /// The provider's timestamp, in milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Whether an ingested event was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored with this inbox sequence number.
+    New(u64),
+    /// Seen before; nothing was stored.
+    Duplicate,
+}
+
+/// A conversation as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredConversation {
+    /// The flow version (content hash) the conversation is pinned to.
+    pub version: String,
+    /// The state machine's state.
+    pub state: ConversationState,
+    /// How many turns were committed; with the effect index, the idempotency key.
+    pub turns: u64,
+    /// Set when an effect failed for good: the conversation waits for an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// When it last changed, in milliseconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// An effect to run after its turn was committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// The conversation.
+    pub conversation: ConversationKey,
+    /// The turn that produced it.
+    pub turn: u64,
+    /// Its index among the turn's effects.
+    pub step: u32,
+    /// What to do.
+    pub effect: Effect,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not before this time (retry backoff), milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub not_before: u64,
+    /// The last error, when an attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl OutboxItem {
+    /// The deterministic idempotency key `(conversation, turn, step)` that receivers use to
+    /// drop repeats.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}:{}", self.conversation, self.turn, self.step)
+    }
+}
+
+/// A durable timer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// The conversation.
+    pub conversation: ConversationKey,
+    /// The timer id from the state machine.
+    pub timer: u64,
+    /// When it falls due, milliseconds since the Unix epoch.
+    pub due: u64,
+}
+
+/// Everything one turn changes, committed atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnCommit {
+    /// The conversation.
+    pub conversation: ConversationKey,
+    /// Its new record.
+    pub record: StoredConversation,
+    /// Where it was before the turn (`None` for a new conversation), to move the place index.
+    pub previous: Option<crate::port::Place>,
+    /// Inbox entries consumed by the turn.
+    pub consumed: Vec<u64>,
+    /// New effects.
+    pub outbox: Vec<OutboxItem>,
+    /// Timers to set.
+    pub set_timers: Vec<Timer>,
+    /// Timer ids to cancel.
+    pub cancel_timers: Vec<u64>,
+}
+
+/// A published flow version: the sources of a bot's flows, content-addressed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowVersion {
+    /// The content hash.
+    pub hash: String,
+    /// The bot it belongs to.
+    pub bot: String,
+    /// Flow files by name.
+    pub sources: Vec<(String, String)>,
+    /// When it was published.
+    pub published_at: u64,
+}
