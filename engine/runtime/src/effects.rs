@@ -43,8 +43,12 @@ impl EffectError {
 /// receiver uses the key to drop the repeat.
 pub trait EffectHandler: Send + Sync + 'static {
     /// Delivers a message to the user.
-    fn send<'a>(&'a self, conversation: &'a ConversationKey, message: &'a Outbound, key: &'a str)
-    -> BoxFuture<'a, Result<(), EffectError>>;
+    fn send<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        message: &'a Outbound,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EffectError>>;
 
     /// Calls a plugin action; returns its outcome and output.
     fn call<'a>(
@@ -56,14 +60,20 @@ pub trait EffectHandler: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(String, serde_json::Value), EffectError>>;
 
     /// Tells operators about a handoff, a forwarded message, an end or a failure.
-    fn notify<'a>(&'a self, conversation: &'a ConversationKey, effect: &'a Effect, key: &'a str)
-    -> BoxFuture<'a, Result<(), EffectError>>;
+    fn notify<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        effect: &'a Effect,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EffectError>>;
 }
 
 /// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, then scaled by a factor in
 /// [0.5, 1.0) drawn from `seed` (jitter spreads retries of many conversations apart).
 pub fn backoff_ms(attempt: u32, base_ms: u64, max_ms: u64, seed: u64) -> u64 {
-    let exponential = base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(32)).min(max_ms);
+    let exponential = base_ms
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(32))
+        .min(max_ms);
     // A cheap, deterministic mix of the seed (splitmix64), not a cryptographic random.
     let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -1,1 +1,376 @@
-//! The durable runtime (in progress).
+//! The durable runtime: it drives the core's pure step function for every conversation, with
+//! state in a [`Store`]. The way a message travels:
+//!
+//! 1. [`Runtime::ingest`] deduplicates events on (channel, provider id), appends them to their
+//!    conversations' inboxes and returns once that is flushed (group commit): only then may the
+//!    webhook be acknowledged.
+//! 2. The conversation's single writer takes inbox entries in order, runs the step function
+//!    against the flow version the conversation is pinned to, and commits the new state, the
+//!    consumed entries, the effects (outbox) and the timers in one transaction.
+//! 3. After the flush, the writer runs the conversation's effects in order through the
+//!    [`EffectHandler`], each with its idempotency key; plugin results come back as events.
+//! 4. Durable timers fire into inboxes; recovery at start resumes pending effects, inboxes and
+//!    due timers. Nothing scans every conversation.
+
+mod actor;
+pub mod admin;
+pub mod clock;
+pub mod commit;
+pub mod effects;
+mod timers;
+pub mod versions;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use influxify_core::Catalog;
+use influxify_store::{ConversationKey, Inbound, Ingested, Migration, Store, StoreError};
+use tokio::sync::Notify;
+
+pub use commit::GroupCommit;
+pub use effects::{BoxFuture, EffectError, EffectHandler};
+pub use versions::{MigrationPolicy, PublishError, PublishReport, Registry, Stranded};
+
+/// How the runtime behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The bot whose flow versions the runtime serves.
+    pub bot: String,
+    /// The flow new conversations start in.
+    pub entry_flow: String,
+    /// Share flushes between concurrent turns (on in production; off only to measure it).
+    pub group_commit: bool,
+    /// Attempts for sending a message or notifying operators before the conversation pauses.
+    pub send_attempts: u32,
+    /// First retry delay for sends, in milliseconds (doubling, with jitter).
+    pub send_backoff_ms: u64,
+    /// Longest retry delay for sends, in milliseconds.
+    pub send_max_backoff_ms: u64,
+    /// The plugin actions known to validation.
+    pub catalog: Option<Catalog>,
+}
+
+impl Config {
+    /// Defaults for `bot`, starting conversations in `entry_flow`.
+    pub fn new(bot: &str, entry_flow: &str) -> Self {
+        Config {
+            bot: bot.to_string(),
+            entry_flow: entry_flow.to_string(),
+            group_commit: true,
+            send_attempts: 5,
+            send_backoff_ms: 200,
+            send_max_backoff_ms: 30_000,
+            catalog: Some(Catalog::builtin()),
+        }
+    }
+}
+
+/// A runtime error.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No flow version is published yet.
+    #[error("no flow version of bot `{0}` is published")]
+    NoVersion(String),
+    /// A conversation that does not exist.
+    #[error("no conversation {0}")]
+    UnknownConversation(ConversationKey),
+    /// An admin action that does not apply.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events ingested (new).
+    pub ingested: AtomicU64,
+    /// Events dropped as duplicates.
+    pub duplicates: AtomicU64,
+    /// Turns committed.
+    pub turns: AtomicU64,
+    /// Effects completed.
+    pub effects: AtomicU64,
+    /// Timers fired.
+    pub timers: AtomicU64,
+}
+
+/// The runtime. Cheap to clone; all clones share one set of writers.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("bot", &self.inner.config.bot)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    pub(crate) commit: GroupCommit,
+    pub(crate) effects: Arc<dyn EffectHandler>,
+    pub(crate) config: Config,
+    /// Conversations whose writer runs, with whether new work arrived meanwhile.
+    pub(crate) running: Mutex<HashMap<ConversationKey, bool>>,
+    /// Plugin calls under way: (conversation, turn, step).
+    pub(crate) in_flight: Mutex<HashSet<(ConversationKey, u64, u32)>>,
+    pub(crate) timer_wake: Notify,
+    pub(crate) idle: Notify,
+    pub(crate) stats: Stats,
+    pub(crate) operator_ids: AtomicU64,
+}
+
+impl Runtime {
+    /// Starts the runtime on `store`: the flusher, the timer task, and recovery (pending
+    /// effects resume, inboxes are processed, due timers fire).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        effects: Arc<dyn EffectHandler>,
+        config: Config,
+    ) -> Result<Self, RuntimeError> {
+        let registry = Registry::new(store.clone(), &config.bot, config.catalog.clone());
+        let commit = GroupCommit::start(store.clone(), config.group_commit);
+        let runtime = Runtime {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                registry,
+                commit,
+                effects,
+                config,
+                running: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashSet::new()),
+                timer_wake: Notify::new(),
+                idle: Notify::new(),
+                stats: Stats::default(),
+                operator_ids: AtomicU64::new(clock::now_ms() << 8),
+            }),
+        };
+        timers::spawn(runtime.clone());
+        let mut pending: Vec<ConversationKey> = store.conversations_with_outbox()?;
+        pending.extend(store.conversations_with_inbox()?);
+        pending.sort();
+        pending.dedup();
+        for key in pending {
+            runtime.schedule(key);
+        }
+        Ok(runtime)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// How many flushes ran (to see group commit at work).
+    pub fn flushes(&self) -> u64 {
+        self.inner.commit.flushes()
+    }
+
+    /// The flow versions.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Ingests events and returns once they are durable: acknowledge the webhook only then. A
+    /// batch is applied in the order of the provider's timestamps.
+    pub async fn ingest(&self, mut events: Vec<Inbound>) -> Result<Vec<Ingested>, RuntimeError> {
+        // Stable: events with equal timestamps keep their arrival order.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by_key(|i| events[*i].timestamp);
+        let sorted: Vec<Inbound> = order.iter().map(|i| events[*i].clone()).collect();
+        let store = self.inner.store.clone();
+        let results_sorted = store.ingest(&sorted)?;
+        self.inner.commit.durable().await?;
+        let mut results = vec![Ingested::Duplicate; events.len()];
+        for (position, index) in order.iter().enumerate() {
+            results[*index] = results_sorted[position];
+        }
+        for (event, result) in events.drain(..).zip(&results) {
+            match result {
+                Ingested::New(_) => {
+                    self.inner.stats.ingested.fetch_add(1, Ordering::Relaxed);
+                    self.schedule(event.conversation);
+                }
+                Ingested::Duplicate => {
+                    self.inner.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Publishes a new version of the bot's flows. With `policy` `None`, a version that would
+    /// leave live conversations at removed nodes is refused with the count; otherwise the policy
+    /// says what happens to conversations on older versions.
+    pub async fn publish(
+        &self,
+        sources: Vec<(String, String)>,
+        policy: Option<MigrationPolicy>,
+    ) -> Result<PublishReport, PublishError> {
+        let registry = &self.inner.registry;
+        let (hash, flows, stranded) = registry.prepare(sources)?;
+        if registry.head()?.as_deref() == Some(hash.as_str()) {
+            return Ok(PublishReport {
+                version: hash,
+                unchanged: true,
+                stranded,
+                migrated: 0,
+            });
+        }
+        if flows.get(&self.inner.config.entry_flow).is_none() {
+            return Err(PublishError::Invalid(vec![
+                influxify_core::Diagnostic::error(
+                    influxify_core::Code::UnknownFlow,
+                    format!(
+                        "the entry flow `{}` is not in this version",
+                        self.inner.config.entry_flow
+                    ),
+                ),
+            ]));
+        }
+        if policy.is_none() && !stranded.is_empty() {
+            return Err(PublishError::WouldStrand(stranded));
+        }
+        let policy = policy.unwrap_or_default();
+        // Check a node map covers everything before moving anyone.
+        if let MigrationPolicy::Map(map) = &policy {
+            let left: Vec<Stranded> = stranded
+                .iter()
+                .filter(|s| {
+                    let target = map.get(&s.node).unwrap_or(&s.node);
+                    flows
+                        .get(&s.flow)
+                        .is_none_or(|f| f.node_index(target).is_none())
+                })
+                .cloned()
+                .collect();
+            if !left.is_empty() {
+                return Err(PublishError::IncompleteMap(left));
+            }
+        }
+        let mut migrated = 0;
+        if policy != MigrationPolicy::Keep {
+            let mut entries = Vec::new();
+            for version in self.inner.store.versions()? {
+                if version == hash {
+                    continue;
+                }
+                for (place, key) in self.inner.store.placed(&version)? {
+                    let migration = match &policy {
+                        MigrationPolicy::Restart => Migration {
+                            version: hash.clone(),
+                            restart: true,
+                            node: None,
+                            reenter: false,
+                        },
+                        MigrationPolicy::Map(map) => {
+                            let target =
+                                map.get(&place.node).cloned().unwrap_or(place.node.clone());
+                            let fits =
+                                actor::waiting_fits(&flows, &place.flow, &target, &place.node);
+                            Migration {
+                                version: hash.clone(),
+                                restart: false,
+                                node: (target != place.node).then_some(target.clone()),
+                                reenter: !fits && !target.is_empty(),
+                            }
+                        }
+                        MigrationPolicy::Keep => continue,
+                    };
+                    let node = migration.node.clone().unwrap_or(place.node.clone());
+                    let mut inbound = Inbound::new(
+                        key.clone(),
+                        format!("migrate:{hash}:{}", key.user),
+                        clock::now_ms(),
+                        influxify_core::Event::Operator(influxify_core::OperatorAction::Goto {
+                            node,
+                        }),
+                    );
+                    inbound.migration = Some(migration);
+                    entries.push(inbound);
+                }
+            }
+            migrated = entries.len();
+            if !entries.is_empty() {
+                self.ingest(entries).await.map_err(|err| match err {
+                    RuntimeError::Store(err) => PublishError::Store(err),
+                    other => PublishError::Store(StoreError::Backend(other.to_string())),
+                })?;
+            }
+        }
+        registry.set_head(&hash)?;
+        self.inner.commit.durable().await?;
+        Ok(PublishReport {
+            version: hash,
+            unchanged: false,
+            stranded,
+            migrated,
+        })
+    }
+
+    /// Makes sure the conversation's single writer runs.
+    pub(crate) fn schedule(&self, key: ConversationKey) {
+        let Ok(mut running) = self.inner.running.lock() else {
+            return;
+        };
+        match running.get_mut(&key) {
+            Some(dirty) => *dirty = true,
+            None => {
+                running.insert(key.clone(), false);
+                let runtime = self.clone();
+                tokio::spawn(async move { runtime.writer(key).await });
+            }
+        }
+    }
+
+    /// Waits until no writer runs, no plugin call is under way, and no timer is due (for tests
+    /// and tools).
+    pub async fn quiesce(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            let busy = self
+                .inner
+                .running
+                .lock()
+                .map(|r| !r.is_empty())
+                .unwrap_or(false)
+                || self
+                    .inner
+                    .in_flight
+                    .lock()
+                    .map(|f| !f.is_empty())
+                    .unwrap_or(false);
+            let timer_due = self
+                .inner
+                .store
+                .next_timer()
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.due <= clock::now_ms());
+            if !busy && !timer_due {
+                return;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(20), notified).await;
+        }
+    }
+
+    pub(crate) fn next_operator_id(&self) -> String {
+        format!(
+            "operator:{}",
+            self.inner.operator_ids.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}

@@ -11,6 +11,6 @@ pub use keys::{ConversationKey, PARTITIONS};
 pub use memory::MemoryStore;
 pub use port::{Place, Result, Store, StoreError};
 pub use record::{
-    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
+    FlowVersion, Inbound, Ingested, Migration, OutboxItem, StoredConversation, Timer, TurnCommit,
 };
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};

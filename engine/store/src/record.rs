@@ -17,6 +17,44 @@ pub struct Inbound {
     pub timestamp: u64,
     /// What happened.
     pub event: Event,
+    /// Set on the entries a publish queues to move the conversation to another flow version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+impl Inbound {
+    /// An event for `conversation` with dedup id `id`.
+    pub fn new(
+        conversation: ConversationKey,
+        id: impl Into<String>,
+        timestamp: u64,
+        event: Event,
+    ) -> Self {
+        Inbound {
+            conversation,
+            id: id.into(),
+            timestamp,
+            event,
+            migration: None,
+        }
+    }
+}
+
+/// Moving a conversation to another flow version, applied by its single writer in inbox order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The version to move to.
+    pub version: String,
+    /// Start over on it (variables reset, profile kept).
+    #[serde(default)]
+    pub restart: bool,
+    /// The node to continue at, when it differs from the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Run the event (a `Goto` to the node) after moving, because the conversation's waiting
+    /// state does not fit the new node.
+    #[serde(default)]
+    pub reenter: bool,
 }
 
 /// Whether an ingested event was new.
@@ -42,6 +80,9 @@ pub struct StoredConversation {
     pub paused: Option<String>,
     /// When it last changed, in milliseconds since the Unix epoch.
     pub updated_at: u64,
+    /// The last events applied, newest last, without their content (no message text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<String>,
 }
 
 /// An effect to run after its turn was committed.

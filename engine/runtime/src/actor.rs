@@ -1,0 +1,377 @@
+//! A conversation's single writer: it applies inbox entries in order, commits each turn, waits
+//! for the group flush, then runs the conversation's effects in order.
+
+use std::sync::atomic::Ordering;
+
+use influxify_core::compiled::Op;
+use influxify_core::conversation::{Effect, Event};
+use influxify_core::{ConversationState, FlowSet, step};
+use influxify_store::{
+    ConversationKey, Inbound, OutboxItem, Place, StoredConversation, Timer, TurnCommit,
+};
+
+use crate::clock::now_ms;
+use crate::effects::backoff_ms;
+use crate::{Runtime, RuntimeError};
+
+/// How many event summaries a conversation keeps for inspection.
+const RECENT_EVENTS: usize = 20;
+
+/// Whether a conversation waiting at `from` can stay put at node `to` of `flow` in `flows`
+/// without running the node again: the node kinds match.
+pub(crate) fn waiting_fits(flows: &FlowSet, flow: &str, to: &str, from: &str) -> bool {
+    let _ = from;
+    let Some(flow) = flows.get(flow) else {
+        return false;
+    };
+    let Some(ix) = flow.node_index(to) else {
+        return false;
+    };
+    // Only nodes that wait keep a conversation; ask, wait and handoff keep their meaning under a
+    // new id. A plugin call in flight belongs to the old node: run the new one again.
+    matches!(
+        flow.node(ix).op,
+        Op::Ask { .. } | Op::Wait { .. } | Op::Handoff { .. } | Op::End { .. }
+    )
+}
+
+/// A short description of an event, without message text.
+fn summary(event: &Event, timestamp: u64) -> String {
+    let what = match event {
+        Event::User(message) if message.payload.is_some() => "user tapped a payload".to_string(),
+        Event::User(_) => "user message".to_string(),
+        Event::PluginResult { call, outcome, .. } => format!("plugin result {call} ({outcome})"),
+        Event::PluginFailed { call, .. } => format!("plugin call {call} failed"),
+        Event::Timer { timer } => format!("timer {timer}"),
+        Event::Operator(action) => format!(
+            "operator {}",
+            serde_json::to_value(action)
+                .ok()
+                .and_then(|v| v["action"].as_str().map(str::to_string))
+                .unwrap_or_default()
+        ),
+        Event::Profile { .. } => "profile".to_string(),
+    };
+    format!("{timestamp} {what}")
+}
+
+impl Runtime {
+    /// The writer task of one conversation: runs until its inbox and outbox are drained and no
+    /// new work arrived meanwhile.
+    pub(crate) async fn writer(&self, key: ConversationKey) {
+        loop {
+            if let Err(err) = self.drain(&key).await {
+                tracing::error!(conversation = %key, error = %err, "conversation writer failed; its work stays queued");
+                // The work is durable in the inbox/outbox: back off and try again.
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+            let Ok(mut running) = self.inner.running.lock() else {
+                return;
+            };
+            match running.get_mut(&key) {
+                Some(dirty) if *dirty => *dirty = false,
+                _ => {
+                    running.remove(&key);
+                    if running.is_empty() {
+                        self.inner.idle.notify_waiters();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn drain(&self, key: &ConversationKey) -> Result<(), RuntimeError> {
+        loop {
+            if !self.run_outbox(key).await? {
+                return Ok(());
+            }
+            let store = &self.inner.store;
+            let inbox = store.inbox(key)?;
+            if inbox.is_empty() {
+                return Ok(());
+            }
+            let existing = store.conversation(key)?;
+            if existing.as_ref().is_some_and(|r| r.paused.is_some()) {
+                // An effect failed for good: the conversation waits for an operator.
+                return Ok(());
+            }
+            let mut previous = existing.as_ref().map(Place::of);
+            let mut record = match existing {
+                Some(record) => record,
+                None => self.new_record()?,
+            };
+            let mut timers_set = false;
+            for (seq, inbound) in inbox {
+                let commit = self.apply(key, &mut record, previous.take(), seq, &inbound)?;
+                timers_set |= !commit.set_timers.is_empty();
+                store.commit(&commit)?;
+                previous = Some(Place::of(&record));
+                self.inner.stats.turns.fetch_add(1, Ordering::Relaxed);
+            }
+            self.inner.commit.durable().await?;
+            if timers_set {
+                self.inner.timer_wake.notify_one();
+            }
+        }
+    }
+
+    fn new_record(&self) -> Result<StoredConversation, RuntimeError> {
+        let version = self
+            .inner
+            .registry
+            .head()?
+            .ok_or_else(|| RuntimeError::NoVersion(self.inner.config.bot.clone()))?;
+        Ok(StoredConversation {
+            version,
+            state: ConversationState::new(self.inner.config.entry_flow.clone()),
+            turns: 0,
+            paused: None,
+            updated_at: now_ms(),
+            recent: Vec::new(),
+        })
+    }
+
+    /// Runs one inbox entry through the step function and returns what to commit.
+    fn apply(
+        &self,
+        key: &ConversationKey,
+        record: &mut StoredConversation,
+        previous: Option<Place>,
+        seq: u64,
+        inbound: &Inbound,
+    ) -> Result<TurnCommit, RuntimeError> {
+        let mut run_event = true;
+        if let Some(migration) = &inbound.migration {
+            record.version = migration.version.clone();
+            if migration.restart {
+                let mut fresh = ConversationState::new(record.state.entry.clone());
+                fresh.seq = record.state.seq;
+                if let Some(user) = record.state.vars.get("user") {
+                    fresh.vars.insert("user".into(), user.clone());
+                }
+                record.state = fresh;
+            } else if let Some(node) = &migration.node {
+                record.state.node = Some(node.clone());
+            }
+            run_event = migration.reenter;
+        }
+        let mut commit = TurnCommit {
+            conversation: key.clone(),
+            record: record.clone(),
+            previous,
+            consumed: vec![seq],
+            outbox: Vec::new(),
+            set_timers: Vec::new(),
+            cancel_timers: Vec::new(),
+        };
+        if run_event {
+            let flows = self.inner.registry.flows(&record.version)?;
+            let state = std::mem::replace(&mut record.state, ConversationState::new(""));
+            let turn = step(&flows, state, &inbound.event, inbound.timestamp);
+            record.state = turn.state;
+            record.turns += 1;
+            let mut step_index = 0u32;
+            for effect in turn.effects {
+                match effect {
+                    Effect::SetTimer { timer, due } => commit.set_timers.push(Timer {
+                        conversation: key.clone(),
+                        timer,
+                        due,
+                    }),
+                    Effect::CancelTimer { timer } => commit.cancel_timers.push(timer),
+                    effect => {
+                        commit.outbox.push(OutboxItem {
+                            conversation: key.clone(),
+                            turn: record.turns,
+                            step: step_index,
+                            effect,
+                            attempts: 0,
+                            not_before: 0,
+                            last_error: None,
+                        });
+                        step_index += 1;
+                    }
+                }
+            }
+            if let Some(why) = turn.ignored {
+                tracing::debug!(conversation = %key, why, "event changed nothing");
+            }
+        }
+        record.updated_at = now_ms();
+        record
+            .recent
+            .push(summary(&inbound.event, inbound.timestamp));
+        if record.recent.len() > RECENT_EVENTS {
+            let excess = record.recent.len() - RECENT_EVENTS;
+            record.recent.drain(..excess);
+        }
+        commit.record = record.clone();
+        Ok(commit)
+    }
+
+    /// Runs the conversation's pending effects in order. Returns `false` when the conversation
+    /// is paused (an effect failed for good) and must not go on.
+    async fn run_outbox(&self, key: &ConversationKey) -> Result<bool, RuntimeError> {
+        let store = self.inner.store.clone();
+        if store.conversation(key)?.is_some_and(|r| r.paused.is_some()) {
+            return Ok(false);
+        }
+        for mut item in store.outbox(key)? {
+            let idempotency = item.idempotency_key();
+            match &item.effect {
+                Effect::CallPlugin { .. } => {
+                    let id = (item.conversation.clone(), item.turn, item.step);
+                    let fresh = self
+                        .inner
+                        .in_flight
+                        .lock()
+                        .map(|mut f| f.insert(id))
+                        .unwrap_or(false);
+                    if fresh {
+                        let runtime = self.clone();
+                        tokio::spawn(async move { runtime.call_plugin(item).await });
+                    }
+                    continue;
+                }
+                Effect::SetTimer { .. } | Effect::CancelTimer { .. } => {
+                    store.remove_outbox(&item)?;
+                    continue;
+                }
+                _ => {}
+            }
+            loop {
+                let wait = item.not_before.saturating_sub(now_ms());
+                if wait > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                }
+                let handler = &self.inner.effects;
+                let result = match &item.effect {
+                    Effect::Send(message) => handler.send(key, message, &idempotency).await,
+                    other => handler.notify(key, other, &idempotency).await,
+                };
+                match result {
+                    Ok(()) => {
+                        store.remove_outbox(&item)?;
+                        self.inner.stats.effects.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(err)
+                        if err.retryable && item.attempts + 1 < self.inner.config.send_attempts =>
+                    {
+                        item.attempts += 1;
+                        let config = &self.inner.config;
+                        let delay = backoff_ms(
+                            item.attempts,
+                            config.send_backoff_ms,
+                            config.send_max_backoff_ms,
+                            item.turn ^ u64::from(item.step),
+                        );
+                        item.not_before = now_ms() + delay;
+                        item.last_error = Some(err.message.clone());
+                        store.update_outbox(&item)?;
+                        tracing::warn!(conversation = %key, attempt = item.attempts, error = %err, "effect failed; retrying");
+                    }
+                    Err(err) => {
+                        item.attempts += 1;
+                        item.last_error = Some(err.message.clone());
+                        store.update_outbox(&item)?;
+                        self.pause(key, format!("effect {idempotency} failed: {}", err.message))?;
+                        self.inner.commit.durable().await?;
+                        tracing::error!(conversation = %key, error = %err, "effect failed for good; conversation paused");
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn pause(&self, key: &ConversationKey, why: String) -> Result<(), RuntimeError> {
+        let store = &self.inner.store;
+        if let Some(mut record) = store.conversation(key)? {
+            record.paused = Some(why);
+            record.updated_at = now_ms();
+            store.put_conversation(key, &record)?;
+        }
+        Ok(())
+    }
+
+    /// Calls a plugin with retries, then feeds the result back as an event, exactly once.
+    async fn call_plugin(&self, item: OutboxItem) {
+        let Effect::CallPlugin {
+            action,
+            input,
+            attempts,
+            backoff_ms: base,
+            max_backoff_ms,
+            call,
+        } = &item.effect
+        else {
+            return;
+        };
+        let key = item.idempotency_key();
+        let mut attempt = 0;
+        let event = loop {
+            attempt += 1;
+            match self
+                .inner
+                .effects
+                .call(&item.conversation, action, input, &key)
+                .await
+            {
+                Ok((outcome, output)) => {
+                    break Event::PluginResult {
+                        call: *call,
+                        outcome,
+                        output,
+                    };
+                }
+                Err(err) if err.retryable && attempt < (*attempts).max(1) => {
+                    let delay = backoff_ms(
+                        attempt,
+                        *base,
+                        *max_backoff_ms,
+                        item.turn ^ u64::from(attempt),
+                    );
+                    tracing::warn!(conversation = %item.conversation, action, attempt, error = %err, "plugin call failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                }
+                Err(err) => {
+                    break Event::PluginFailed {
+                        call: *call,
+                        error: err.message,
+                    };
+                }
+            }
+        };
+        let inbound = Inbound::new(
+            item.conversation.clone(),
+            format!("result:{key}"),
+            now_ms(),
+            event,
+        );
+        let stored = self.inner.store.complete_with_event(&item, &inbound);
+        let durable = match stored {
+            Ok(_) => self
+                .inner
+                .commit
+                .durable()
+                .await
+                .map_err(RuntimeError::from),
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = durable {
+            tracing::error!(conversation = %item.conversation, error = %err, "cannot store a plugin result; the call will run again");
+        }
+        if let Ok(mut in_flight) = self.inner.in_flight.lock() {
+            in_flight.remove(&(item.conversation.clone(), item.turn, item.step));
+            if in_flight.is_empty() {
+                self.inner.idle.notify_waiters();
+            }
+        }
+        self.schedule(item.conversation.clone());
+        self.inner.stats.effects.fetch_add(1, Ordering::Relaxed);
+    }
+}
