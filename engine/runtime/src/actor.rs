@@ -365,13 +365,15 @@ impl Runtime {
         if let Err(err) = durable {
             tracing::error!(conversation = %item.conversation, error = %err, "cannot store a plugin result; the call will run again");
         }
+        // Scheduled before the call stops counting as in flight, so the conversation never looks
+        // idle in between.
+        self.schedule(item.conversation.clone());
         if let Ok(mut in_flight) = self.inner.in_flight.lock() {
             in_flight.remove(&(item.conversation.clone(), item.turn, item.step));
             if in_flight.is_empty() {
                 self.inner.idle.notify_waiters();
             }
         }
-        self.schedule(item.conversation.clone());
         self.inner.stats.effects.fetch_add(1, Ordering::Relaxed);
     }
 }

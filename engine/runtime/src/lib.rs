@@ -360,11 +360,27 @@ impl Runtime {
                 .ok()
                 .flatten()
                 .is_some_and(|t| t.due <= clock::now_ms());
-            if !busy && !timer_due {
+            if !busy && !timer_due && !self.unapplied_events() {
                 return;
             }
             let _ = tokio::time::timeout(std::time::Duration::from_millis(20), notified).await;
         }
+    }
+
+    /// Whether some conversation that is not paused has events waiting in its inbox.
+    fn unapplied_events(&self) -> bool {
+        let store = &self.inner.store;
+        store
+            .conversations_with_inbox()
+            .unwrap_or_default()
+            .iter()
+            .any(|key| {
+                store
+                    .conversation(key)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|record| record.paused.is_none())
+            })
     }
 
     pub(crate) fn next_operator_id(&self) -> String {

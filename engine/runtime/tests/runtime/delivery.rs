@@ -1,0 +1,301 @@
+//! Exactly once, in order: duplicates, reordering, bursts, effects and their failures.
+
+use std::sync::Arc;
+
+use influxify_core::Status;
+use influxify_runtime::EffectError;
+use influxify_store::Ingested;
+
+use crate::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_processed_once() {
+    let (runtime, recorder) = echo_runtime().await;
+    runtime
+        .ingest(vec![message("ada", "m1", 1, "hi")])
+        .await
+        .unwrap();
+    let again = runtime
+        .ingest(vec![
+            message("ada", "m1", 1, "hi"),
+            message("ada", "m2", 2, "one"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(again[0], Ingested::Duplicate);
+    assert!(matches!(again[1], Ingested::New(_)));
+    runtime.quiesce().await;
+    assert_eq!(recorder.texts("ada"), ["ready", "echo one", "ready"]);
+    assert_eq!(log_of(&runtime, "ada"), ["one"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_ordered_by_provider_timestamp() {
+    let (runtime, _) = echo_runtime().await;
+    runtime
+        .ingest(vec![message("bo", "start", 1, "hi")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    let burst = vec![
+        message("bo", "c", 30, "third"),
+        message("bo", "a", 10, "first"),
+        message("bo", "b", 20, "second"),
+    ];
+    runtime.ingest(burst).await.unwrap();
+    runtime.quiesce().await;
+    assert_eq!(log_of(&runtime, "bo"), ["first", "second", "third"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_bursts_for_one_user_are_each_applied_once() {
+    let (runtime, recorder) = echo_runtime().await;
+    runtime
+        .ingest(vec![message("cy", "start", 1, "hi")])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let runtime = runtime.clone();
+        tasks.push(tokio::spawn(async move {
+            // Each message is delivered twice, as Messenger does when an ack is slow.
+            let m = message("cy", &format!("m{i}"), 100 + i, &format!("n{i}"));
+            runtime.ingest(vec![m.clone()]).await.unwrap();
+            runtime.ingest(vec![m]).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    runtime.quiesce().await;
+    let mut log = log_of(&runtime, "cy");
+    assert_eq!(log.len(), 200);
+    log.sort();
+    log.dedup();
+    assert_eq!(log.len(), 200, "each message exactly once");
+    assert_eq!(recorder.texts("cy").len(), 1 + 200 * 2);
+    assert_eq!(
+        runtime
+            .stats()
+            .duplicates
+            .load(std::sync::atomic::Ordering::Relaxed),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effects_carry_deterministic_idempotency_keys() {
+    let (runtime, recorder) = echo_runtime().await;
+    runtime
+        .ingest(vec![
+            message("di", "m1", 1, "hi"),
+            message("di", "m2", 2, "x"),
+        ])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    let keys: Vec<String> = recorder
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, k)| k.clone())
+        .collect();
+    assert_eq!(keys, ["test/di:1:0", "test/di:2:0", "test/di:2:1"]);
+}
+
+const LOOKUP: &str = "
+id: lookup
+start: ask
+nodes:
+  ask: { kind: ask, prompt: Order?, store: order, next: find }
+  find:
+    kind: plugin
+    action: sheets.lookup
+    input: { value: '{{ order }}' }
+    outputs: { status: output.status }
+    retry: { attempts: 3, backoff: 10ms, max_backoff: 20ms }
+    on: { ok: found, not_found: missing, error: broken }
+  found: { kind: end, text: 'Status {{ status }}' }
+  missing: { kind: end, text: Not found }
+  broken: { kind: end, text: Try later }
+";
+
+async fn lookup_runtime() -> (Runtime, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let runtime = runtime_with(
+        Arc::new(influxify_store::MemoryStore::new()),
+        recorder.clone(),
+        "lookup",
+        &[("lookup.yaml", LOOKUP)],
+    )
+    .await;
+    (runtime, recorder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_calls_retry_then_route_their_results() {
+    let (runtime, recorder) = lookup_runtime().await;
+    recorder.answers.lock().unwrap().extend([
+        Err(EffectError::retryable("HTTP 503")),
+        Ok(("ok".to_string(), serde_json::json!({"status": "shipped"}))),
+    ]);
+    runtime
+        .ingest(vec![
+            message("pa", "m1", 1, "hi"),
+            message("pa", "m2", 2, "A-1"),
+        ])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    assert_eq!(recorder.texts("pa"), ["Order?", "Status shipped"]);
+    let calls = recorder.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].1, serde_json::json!({"value": "A-1"}));
+    assert_eq!(calls[0].2, calls[1].2, "a retry keeps its idempotency key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_plugin_failure_takes_the_error_edge() {
+    let (runtime, recorder) = lookup_runtime().await;
+    recorder
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(Err(EffectError::permanent("invalid API key")));
+    runtime
+        .ingest(vec![
+            message("pf", "m1", 1, "hi"),
+            message("pf", "m2", 2, "A-1"),
+        ])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    assert_eq!(recorder.texts("pf"), ["Order?", "Try later"]);
+    assert_eq!(recorder.calls.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_fails_for_good_pauses_until_an_operator_acts() {
+    let (runtime, recorder) = echo_runtime().await;
+    recorder
+        .send_failures
+        .lock()
+        .unwrap()
+        .push_back(EffectError::permanent("user blocked the page"));
+    runtime
+        .ingest(vec![message("sf", "m1", 1, "hi")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    let inspection = runtime.inspect(&key("sf")).unwrap();
+    assert!(
+        inspection
+            .record
+            .paused
+            .as_deref()
+            .unwrap()
+            .contains("user blocked the page")
+    );
+    assert_eq!(inspection.outbox.len(), 1);
+    // Messages keep arriving and wait; nothing is lost.
+    runtime
+        .ingest(vec![message("sf", "m2", 2, "still there?")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    assert!(recorder.texts("sf").is_empty());
+    runtime.retry_effect(&key("sf")).await.unwrap();
+    runtime.quiesce().await;
+    assert_eq!(
+        recorder.texts("sf"),
+        ["ready", "echo still there?", "ready"]
+    );
+    assert_eq!(runtime.inspect(&key("sf")).unwrap().record.paused, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_a_failed_send_carries_on() {
+    let (runtime, recorder) = echo_runtime().await;
+    recorder
+        .send_failures
+        .lock()
+        .unwrap()
+        .push_back(EffectError::permanent("bad token"));
+    runtime
+        .ingest(vec![message("sk", "m1", 1, "hi")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    runtime.skip_effect(&key("sk")).await.unwrap();
+    runtime
+        .ingest(vec![message("sk", "m2", 2, "x")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    assert_eq!(recorder.texts("sk"), ["echo x", "ready"]);
+    assert!(
+        runtime.skip_effect(&key("sk")).await.is_err(),
+        "nothing left to skip"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_resume_and_reset_through_the_admin_api() {
+    let flow = "id: desk\nstart: greet\nnodes:\n  greet: { kind: handoff, text: Connecting you., next: back }\n  back: { kind: end, text: Bot is back. }\n";
+    let recorder = Arc::new(Recorder::default());
+    let runtime = runtime_with(
+        Arc::new(influxify_store::MemoryStore::new()),
+        recorder.clone(),
+        "desk",
+        &[("desk.yaml", flow)],
+    )
+    .await;
+    runtime
+        .ingest(vec![message("ho", "m1", 1, "help")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    assert_eq!(
+        runtime.inspect(&key("ho")).unwrap().record.state.status,
+        Status::HandedOff
+    );
+    runtime
+        .ingest(vec![message("ho", "m2", 2, "hello?")])
+        .await
+        .unwrap();
+    runtime.say(&key("ho"), "Hi, Sam here").await.unwrap();
+    runtime.resume(&key("ho")).await.unwrap();
+    runtime.quiesce().await;
+    assert_eq!(
+        recorder.texts("ho"),
+        ["Connecting you.", "Hi, Sam here", "Bot is back."]
+    );
+    let notes: Vec<String> = recorder
+        .notes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, k)| k.clone())
+        .collect();
+    assert_eq!(notes, ["handoff", "forward_to_operator", "end"]);
+    runtime.reset(&key("ho")).await.unwrap();
+    runtime.quiesce().await;
+    let inspection = runtime.inspect(&key("ho")).unwrap();
+    assert_eq!(inspection.record.state.node, None);
+    assert!(
+        inspection
+            .record
+            .recent
+            .iter()
+            .any(|e| e.ends_with("operator reset"))
+    );
+    assert!(
+        inspection
+            .record
+            .recent
+            .iter()
+            .all(|e| !e.contains("hello?")),
+        "no message text kept"
+    );
+}
