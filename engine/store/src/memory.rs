@@ -16,7 +16,8 @@ struct State {
     inbox: BTreeMap<(ConversationKey, u64), Inbound>,
     dedup: BTreeSet<(String, String)>,
     outbox: BTreeMap<(ConversationKey, u64, u32), OutboxItem>,
-    timers: BTreeSet<(u64, ConversationKey, u64)>,
+    /// Ordered like sled's timer keys: due time, then the encoded conversation key.
+    timers: BTreeSet<(u64, Vec<u8>, u64, ConversationKey)>,
     timer_index: BTreeMap<(ConversationKey, u64), u64>,
     places: BTreeSet<(Place, ConversationKey)>,
     versions: BTreeMap<String, FlowVersion>,
@@ -101,14 +102,14 @@ impl Store for MemoryStore {
             state.outbox.insert(outbox_key(item), item.clone());
         }
         for timer in &commit.set_timers {
-            state.timers.insert((timer.due, key.clone(), timer.timer));
+            state.timers.insert((timer.due, key.prefix(), timer.timer, key.clone()));
             state
                 .timer_index
                 .insert((key.clone(), timer.timer), timer.due);
         }
         for id in &commit.cancel_timers {
             if let Some(due) = state.timer_index.remove(&(key.clone(), *id)) {
-                state.timers.remove(&(due, key.clone(), *id));
+                state.timers.remove(&(due, key.prefix(), *id, key.clone()));
             }
         }
         let place = Place::of(&commit.record);
@@ -171,7 +172,7 @@ impl Store for MemoryStore {
             .lock()?
             .timers
             .first()
-            .map(|(due, conversation, timer)| Timer {
+            .map(|(due, _, timer, conversation)| Timer {
                 conversation: conversation.clone(),
                 timer: *timer,
                 due: *due,
@@ -195,7 +196,7 @@ impl Store for MemoryStore {
         let mut state = self.lock()?;
         if !state
             .timers
-            .remove(&(timer.due, timer.conversation.clone(), timer.timer))
+            .remove(&(timer.due, timer.conversation.prefix(), timer.timer, timer.conversation.clone()))
         {
             return Ok(false);
         }
