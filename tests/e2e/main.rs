@@ -1,6 +1,7 @@
 //! End-to-end tests of the `influxify` binary, run as a new user would run it.
 
 mod chat;
+mod crash;
 mod designer;
 mod schema;
 mod validate;

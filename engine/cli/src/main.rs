@@ -2,6 +2,7 @@
 
 mod chat;
 mod graph;
+mod run;
 mod schema;
 mod transcripts;
 mod validate;
@@ -60,6 +61,18 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Run a bot durably on the embedded store, fed JSON lines of events on standard input.
+    Run {
+        /// The data directory of the embedded store.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The directory of the bot's flows.
+        #[arg(long)]
+        flows: PathBuf,
+        /// The flow new conversations start in.
+        #[arg(long)]
+        entry: String,
+    },
     /// Print a JSON Schema.
     Schema {
         /// Which schema.
@@ -100,6 +113,7 @@ fn main() -> ExitCode {
         Command::Chat { file, mocks, user } => chat::run(&file, mocks.as_deref(), &user),
         Command::Test { paths } => transcripts::run(&paths),
         Command::Schema { which } => schema::run(which),
+        Command::Run { data, flows, entry } => run::run(&data, &flows, &entry),
     };
     match result {
         Ok(code) => code,

@@ -102,7 +102,9 @@ impl Store for MemoryStore {
             state.outbox.insert(outbox_key(item), item.clone());
         }
         for timer in &commit.set_timers {
-            state.timers.insert((timer.due, key.prefix(), timer.timer, key.clone()));
+            state
+                .timers
+                .insert((timer.due, key.prefix(), timer.timer, key.clone()));
             state
                 .timer_index
                 .insert((key.clone(), timer.timer), timer.due);
@@ -194,10 +196,12 @@ impl Store for MemoryStore {
 
     fn fire_timer(&self, timer: &Timer, event: &Inbound) -> Result<bool> {
         let mut state = self.lock()?;
-        if !state
-            .timers
-            .remove(&(timer.due, timer.conversation.prefix(), timer.timer, timer.conversation.clone()))
-        {
+        if !state.timers.remove(&(
+            timer.due,
+            timer.conversation.prefix(),
+            timer.timer,
+            timer.conversation.clone(),
+        )) {
             return Ok(false);
         }
         state

@@ -1,8 +1,8 @@
 //! Property test: the sled store behaves like the in-memory model under random operations,
 //! including flushes and reopening the database.
 
-use influxify_core::conversation::{Effect, Event, UserMessage};
 use influxify_core::ConversationState;
+use influxify_core::conversation::{Effect, Event, UserMessage};
 use influxify_store::*;
 use proptest::prelude::*;
 
@@ -35,19 +35,43 @@ fn key(user: u8) -> ConversationKey {
 fn apply(store: &dyn Store, op: &Op) -> String {
     match op {
         Op::Ingest { user, id } => {
-            let event = Inbound::new(key(*user), format!("m{id}"), u64::from(*id), Event::User(UserMessage::text(format!("t{id}"))));
+            let event = Inbound::new(
+                key(*user),
+                format!("m{id}"),
+                u64::from(*id),
+                Event::User(UserMessage::text(format!("t{id}"))),
+            );
             let result = store.ingest(&[event]).unwrap();
-            format!("{:?}", result.iter().map(|r| matches!(r, Ingested::New(_))).collect::<Vec<_>>())
+            format!(
+                "{:?}",
+                result
+                    .iter()
+                    .map(|r| matches!(r, Ingested::New(_)))
+                    .collect::<Vec<_>>()
+            )
         }
-        Op::Commit { user, timer, cancel } => {
+        Op::Commit {
+            user,
+            timer,
+            cancel,
+        } => {
             let key = key(*user);
             let inbox = store.inbox(&key).unwrap();
-            let Some((seq, _)) = inbox.first() else { return "empty".into() };
+            let Some((seq, _)) = inbox.first() else {
+                return "empty".into();
+            };
             let previous = store.conversation(&key).unwrap();
             let turns = previous.as_ref().map_or(0, |r| r.turns) + 1;
             let mut state = ConversationState::new("flow");
             state.node = Some(format!("node{}", turns % 3));
-            let record = StoredConversation { version: "v1".into(), state, turns, paused: None, updated_at: turns, recent: vec![] };
+            let record = StoredConversation {
+                version: "v1".into(),
+                state,
+                turns,
+                paused: None,
+                updated_at: turns,
+                recent: vec![],
+            };
             let commit = TurnCommit {
                 conversation: key.clone(),
                 previous: previous.as_ref().map(Place::of),
@@ -62,7 +86,15 @@ fn apply(store: &dyn Store, op: &Op) -> String {
                     not_before: 0,
                     last_error: None,
                 }],
-                set_timers: if *timer { vec![Timer { conversation: key.clone(), timer: turns, due: 100 + turns * 7 % 5 }] } else { vec![] },
+                set_timers: if *timer {
+                    vec![Timer {
+                        conversation: key.clone(),
+                        timer: turns,
+                        due: 100 + turns * 7 % 5,
+                    }]
+                } else {
+                    vec![]
+                },
                 cancel_timers: if *cancel { vec![turns - 1] } else { vec![] },
             };
             store.commit(&commit).unwrap();
@@ -70,9 +102,22 @@ fn apply(store: &dyn Store, op: &Op) -> String {
         }
         Op::Complete { user } => {
             let key = key(*user);
-            let Some(item) = store.outbox(&key).unwrap().into_iter().next() else { return "none".into() };
-            let result = Inbound::new(key, format!("result:{}", item.idempotency_key()), 1, Event::Timer { timer: 0 });
-            format!("{:?}", matches!(store.complete_with_event(&item, &result).unwrap(), Ingested::New(_)))
+            let Some(item) = store.outbox(&key).unwrap().into_iter().next() else {
+                return "none".into();
+            };
+            let result = Inbound::new(
+                key,
+                format!("result:{}", item.idempotency_key()),
+                1,
+                Event::Timer { timer: 0 },
+            );
+            format!(
+                "{:?}",
+                matches!(
+                    store.complete_with_event(&item, &result).unwrap(),
+                    Ingested::New(_)
+                )
+            )
         }
         Op::Remove { user } => {
             let key = key(*user);
@@ -83,8 +128,17 @@ fn apply(store: &dyn Store, op: &Op) -> String {
         }
         Op::Fire => match store.next_timer().unwrap() {
             Some(timer) => {
-                let event = Inbound::new(timer.conversation.clone(), format!("timer:{}:{}", timer.conversation.user, timer.timer), timer.due, Event::Timer { timer: timer.timer });
-                format!("{:?} {}", store.fire_timer(&timer, &event).unwrap(), timer.timer)
+                let event = Inbound::new(
+                    timer.conversation.clone(),
+                    format!("timer:{}:{}", timer.conversation.user, timer.timer),
+                    timer.due,
+                    Event::Timer { timer: timer.timer },
+                );
+                format!(
+                    "{:?} {}",
+                    store.fire_timer(&timer, &event).unwrap(),
+                    timer.timer
+                )
             }
             None => "no timer".into(),
         },
@@ -97,7 +151,12 @@ fn observe(store: &dyn Store) -> String {
     let mut out = String::new();
     for user in 0..3 {
         let key = key(user);
-        let inbox: Vec<Inbound> = store.inbox(&key).unwrap().into_iter().map(|(_, e)| e).collect();
+        let inbox: Vec<Inbound> = store
+            .inbox(&key)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
         out += &format!(
             "{user}: {:?} | {:?} | {:?} | {:?}\n",
             store.conversation(&key).unwrap(),
