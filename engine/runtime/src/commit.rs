@@ -15,6 +15,7 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 pub struct GroupCommit {
     requests: mpsc::UnboundedSender<Waiter>,
     flushes: Arc<AtomicU64>,
+    flush_micros: Arc<AtomicU64>,
 }
 
 impl GroupCommit {
@@ -24,6 +25,8 @@ impl GroupCommit {
         let (requests, mut incoming) = mpsc::unbounded_channel::<Waiter>();
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = flushes.clone();
+        let flush_micros = Arc::new(AtomicU64::new(0));
+        let busy = flush_micros.clone();
         tokio::spawn(async move {
             while let Some(first) = incoming.recv().await {
                 let mut waiters = vec![first];
@@ -33,17 +36,26 @@ impl GroupCommit {
                     }
                 }
                 let store = store.clone();
+                let began = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || store.flush())
                     .await
                     .map_err(|err| err.to_string())
                     .and_then(|r| r.map_err(|err| err.to_string()));
                 counter.fetch_add(1, Ordering::Relaxed);
+                busy.fetch_add(
+                    u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
                 for waiter in waiters {
                     let _ = waiter.send(result.clone());
                 }
             }
         });
-        GroupCommit { requests, flushes }
+        GroupCommit {
+            requests,
+            flushes,
+            flush_micros,
+        }
     }
 
     /// Returns once every write made before the call is durable.
@@ -57,6 +69,11 @@ impl GroupCommit {
             Ok(Err(message)) => Err(StoreError::Backend(message)),
             Err(_) => Err(StoreError::Backend("the flusher has stopped".into())),
         }
+    }
+
+    /// Time spent flushing so far, in microseconds.
+    pub fn flush_micros(&self) -> u64 {
+        self.flush_micros.load(Ordering::Relaxed)
     }
 
     /// How many flushes ran so far.

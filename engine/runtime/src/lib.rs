@@ -179,6 +179,11 @@ impl Runtime {
         self.inner.commit.flushes()
     }
 
+    /// Time spent flushing so far, in microseconds.
+    pub fn flush_micros(&self) -> u64 {
+        self.inner.commit.flush_micros()
+    }
+
     /// The flow versions.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
