@@ -7,7 +7,7 @@ use influxify_core::compiled::Op;
 use influxify_core::conversation::{Effect, Event};
 use influxify_core::{ConversationState, FlowSet, step};
 use influxify_store::{
-    ConversationKey, Inbound, OutboxItem, Place, StoredConversation, Timer, TurnCommit,
+    ConversationKey, Inbound, OutboxItem, Place, StoredConversation, Timer, TurnCommit, Write,
 };
 
 use crate::clock::now_ms;
@@ -103,14 +103,17 @@ impl Runtime {
                 None => self.new_record()?,
             };
             let mut timers_set = false;
+            let mut commits = Vec::with_capacity(inbox.len());
             for (seq, inbound) in inbox {
                 let commit = self.apply(key, &mut record, previous.take(), seq, &inbound)?;
                 timers_set |= !commit.set_timers.is_empty();
-                store.commit(&commit)?;
+                commits.push(Write::Commit(commit));
                 previous = Some(Place::of(&record));
-                self.inner.stats.turns.fetch_add(1, Ordering::Relaxed);
             }
-            self.inner.commit.durable().await?;
+            // All the turns go into the committer's next transaction, and are durable on return.
+            let turns = commits.len() as u64;
+            self.inner.commit.apply(commits).await?;
+            self.inner.stats.turns.fetch_add(turns, Ordering::Relaxed);
             if timers_set {
                 self.inner.timer_wake.notify_one();
             }
@@ -352,17 +355,11 @@ impl Runtime {
             now_ms(),
             event,
         );
-        let stored = self.inner.store.complete_with_event(&item, &inbound);
-        let durable = match stored {
-            Ok(_) => self
-                .inner
-                .commit
-                .durable()
-                .await
-                .map_err(RuntimeError::from),
-            Err(err) => Err(err.into()),
+        let write = Write::Complete {
+            item: item.clone(),
+            result: inbound,
         };
-        if let Err(err) = durable {
+        if let Err(err) = self.inner.commit.apply(vec![write]).await {
             tracing::error!(conversation = %item.conversation, error = %err, "cannot store a plugin result; the call will run again");
         }
         // Scheduled before the call stops counting as in flight, so the conversation never looks

@@ -1,53 +1,87 @@
-//! Group commit: callers that need durability wait for a flush; everyone who asked while a
-//! flush was running shares the next one. Idle, a request flushes at once (no added latency);
-//! busy, one fsync serves a whole batch.
+//! Group commit: writers hand their atomic changes to one committer task, which applies
+//! everything that arrived while it was busy in a single store transaction, flushes once, and
+//! answers everyone. Idle, a request is applied and flushed at once (no added latency); busy,
+//! one transaction and one fsync serve a whole batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use influxify_store::{Store, StoreError};
+use influxify_store::{Applied, Store, StoreError, Write};
 use tokio::sync::{mpsc, oneshot};
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+struct Request {
+    writes: Vec<Write>,
+    reply: oneshot::Sender<Result<Vec<Applied>, String>>,
+}
 
-/// The handle to the flusher task.
+/// The handle to the committer task.
 #[derive(Debug, Clone)]
 pub struct GroupCommit {
-    requests: mpsc::UnboundedSender<Waiter>,
+    requests: mpsc::UnboundedSender<Request>,
     flushes: Arc<AtomicU64>,
     flush_micros: Arc<AtomicU64>,
 }
 
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Request({} writes)", self.writes.len())
+    }
+}
+
 impl GroupCommit {
-    /// Starts the flusher. With `batching` off, every request gets its own flush (for measuring
-    /// what group commit buys).
+    /// Starts the committer. With `batching` off, every request gets its own transaction and
+    /// flush (for measuring what group commit buys).
     pub fn start(store: Arc<dyn Store>, batching: bool) -> Self {
-        let (requests, mut incoming) = mpsc::unbounded_channel::<Waiter>();
+        let (requests, mut incoming) = mpsc::unbounded_channel::<Request>();
         let flushes = Arc::new(AtomicU64::new(0));
-        let counter = flushes.clone();
         let flush_micros = Arc::new(AtomicU64::new(0));
-        let busy = flush_micros.clone();
+        let (count, busy) = (flushes.clone(), flush_micros.clone());
         tokio::spawn(async move {
             while let Some(first) = incoming.recv().await {
-                let mut waiters = vec![first];
+                let mut batch = vec![first];
                 if batching {
                     while let Ok(more) = incoming.try_recv() {
-                        waiters.push(more);
+                        batch.push(more);
                     }
                 }
+                let sizes: Vec<usize> = batch.iter().map(|r| r.writes.len()).collect();
+                let writes: Vec<Write> = batch
+                    .iter_mut()
+                    .flat_map(|r| std::mem::take(&mut r.writes))
+                    .collect();
                 let store = store.clone();
                 let began = std::time::Instant::now();
-                let result = tokio::task::spawn_blocking(move || store.flush())
-                    .await
-                    .map_err(|err| err.to_string())
-                    .and_then(|r| r.map_err(|err| err.to_string()));
-                counter.fetch_add(1, Ordering::Relaxed);
+                let result = tokio::task::spawn_blocking(move || {
+                    let applied = if writes.is_empty() {
+                        Vec::new()
+                    } else {
+                        store.apply(&writes)?
+                    };
+                    store.flush()?;
+                    Ok::<_, StoreError>(applied)
+                })
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|r| r.map_err(|err| err.to_string()));
+                count.fetch_add(1, Ordering::Relaxed);
                 busy.fetch_add(
                     u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
-                for waiter in waiters {
-                    let _ = waiter.send(result.clone());
+                match result {
+                    Ok(applied) => {
+                        let mut applied = applied.into_iter();
+                        for (request, size) in batch.into_iter().zip(sizes) {
+                            let _ = request
+                                .reply
+                                .send(Ok(applied.by_ref().take(size).collect()));
+                        }
+                    }
+                    Err(message) => {
+                        for request in batch {
+                            let _ = request.reply.send(Err(message.clone()));
+                        }
+                    }
                 }
             }
         });
@@ -58,20 +92,26 @@ impl GroupCommit {
         }
     }
 
-    /// Returns once every write made before the call is durable.
-    pub async fn durable(&self) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
+    /// Applies `writes` atomically and returns once they (and every write made before the
+    /// call) are durable.
+    pub async fn apply(&self, writes: Vec<Write>) -> Result<Vec<Applied>, StoreError> {
+        let (reply, answer) = oneshot::channel();
         self.requests
-            .send(tx)
-            .map_err(|_| StoreError::Backend("the flusher has stopped".into()))?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
+            .send(Request { writes, reply })
+            .map_err(|_| StoreError::Backend("the committer has stopped".into()))?;
+        match answer.await {
+            Ok(Ok(applied)) => Ok(applied),
             Ok(Err(message)) => Err(StoreError::Backend(message)),
-            Err(_) => Err(StoreError::Backend("the flusher has stopped".into())),
+            Err(_) => Err(StoreError::Backend("the committer has stopped".into())),
         }
     }
 
-    /// Time spent flushing so far, in microseconds.
+    /// Returns once every write made before the call is durable.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.apply(Vec::new()).await.map(|_| ())
+    }
+
+    /// Time spent applying and flushing so far, in microseconds.
     pub fn flush_micros(&self) -> u64 {
         self.flush_micros.load(Ordering::Relaxed)
     }

@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use influxify_core::Catalog;
-use influxify_store::{ConversationKey, Inbound, Ingested, Migration, Store, StoreError};
+use influxify_store::{
+    Applied, ConversationKey, Inbound, Ingested, Migration, Store, StoreError, Write,
+};
 use tokio::sync::Notify;
 
 pub use commit::GroupCommit;
@@ -196,9 +198,16 @@ impl Runtime {
         let mut order: Vec<usize> = (0..events.len()).collect();
         order.sort_by_key(|i| events[*i].timestamp);
         let sorted: Vec<Inbound> = order.iter().map(|i| events[*i].clone()).collect();
-        let store = self.inner.store.clone();
-        let results_sorted = store.ingest(&sorted)?;
-        self.inner.commit.durable().await?;
+        let results_sorted = match self
+            .inner
+            .commit
+            .apply(vec![Write::Ingest(sorted)])
+            .await?
+            .pop()
+        {
+            Some(Applied::Ingested(results)) => results,
+            other => return Err(StoreError::Backend(format!("unexpected result {other:?}")).into()),
+        };
         let mut results = vec![Ingested::Duplicate; events.len()];
         for (position, index) in order.iter().enumerate() {
             results[*index] = results_sorted[position];

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use influxify_core::Event;
-use influxify_store::{Inbound, Timer};
+use influxify_store::{Applied, Inbound, Timer, Write};
 
 use crate::Runtime;
 use crate::clock::now_ms;
@@ -62,8 +62,15 @@ impl Runtime {
             now_ms(),
             Event::Timer { timer: timer.timer },
         );
-        if self.inner.store.fire_timer(timer, &inbound)? {
-            self.inner.commit.durable().await?;
+        let write = Write::Fire {
+            timer: timer.clone(),
+            event: inbound,
+        };
+        let fired = matches!(
+            self.inner.commit.apply(vec![write]).await?.pop(),
+            Some(Applied::Fired(true))
+        );
+        if fired {
             self.inner.stats.timers.fetch_add(1, Ordering::Relaxed);
             self.schedule(timer.conversation.clone());
         }

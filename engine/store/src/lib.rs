@@ -9,7 +9,7 @@ mod sled_store;
 
 pub use keys::{ConversationKey, PARTITIONS};
 pub use memory::MemoryStore;
-pub use port::{Place, Result, Store, StoreError};
+pub use port::{Applied, Place, Result, Store, StoreError, Write};
 pub use record::{
     FlowVersion, Inbound, Ingested, Migration, OutboxItem, StoredConversation, Timer, TurnCommit,
 };

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::keys::ConversationKey;
-use crate::port::{Place, Result, Store, StoreError};
+use crate::port::{Applied, Place, Result, Store, StoreError, Write};
 use crate::record::{
     FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
 };
@@ -25,6 +25,68 @@ struct State {
 }
 
 impl State {
+    fn apply(&mut self, write: &Write) -> Applied {
+        match write {
+            Write::Ingest(events) => {
+                Applied::Ingested(events.iter().map(|e| self.ingest(e)).collect())
+            }
+            Write::Commit(commit) => {
+                self.commit(commit);
+                Applied::Committed
+            }
+            Write::Complete { item, result } => {
+                if self.outbox.remove(&outbox_key(item)).is_none() {
+                    Applied::Completed(Ingested::Duplicate)
+                } else {
+                    Applied::Completed(self.ingest(result))
+                }
+            }
+            Write::Fire { timer, event } => {
+                let entry = (
+                    timer.due,
+                    timer.conversation.prefix(),
+                    timer.timer,
+                    timer.conversation.clone(),
+                );
+                if !self.timers.remove(&entry) {
+                    return Applied::Fired(false);
+                }
+                self.timer_index
+                    .remove(&(timer.conversation.clone(), timer.timer));
+                self.ingest(event);
+                Applied::Fired(true)
+            }
+        }
+    }
+
+    fn commit(&mut self, commit: &TurnCommit) {
+        let key = &commit.conversation;
+        self.conversations
+            .insert(key.clone(), commit.record.clone());
+        for seq in &commit.consumed {
+            self.inbox.remove(&(key.clone(), *seq));
+        }
+        for item in &commit.outbox {
+            self.outbox.insert(outbox_key(item), item.clone());
+        }
+        for timer in &commit.set_timers {
+            self.timers
+                .insert((timer.due, key.prefix(), timer.timer, key.clone()));
+            self.timer_index
+                .insert((key.clone(), timer.timer), timer.due);
+        }
+        for id in &commit.cancel_timers {
+            if let Some(due) = self.timer_index.remove(&(key.clone(), *id)) {
+                self.timers.remove(&(due, key.prefix(), *id, key.clone()));
+            }
+        }
+        let place = Place::of(&commit.record);
+        if let Some(previous) = &commit.previous {
+            self.places.remove(&(previous.clone(), key.clone()));
+        }
+        self.places.insert((place, key.clone()));
+    }
+
     fn ingest(&mut self, event: &Inbound) -> Ingested {
         let key = (event.conversation.channel.clone(), event.id.clone());
         if !self.dedup.insert(key) {
@@ -61,9 +123,9 @@ fn outbox_key(item: &OutboxItem) -> (ConversationKey, u64, u32) {
 }
 
 impl Store for MemoryStore {
-    fn ingest(&self, events: &[Inbound]) -> Result<Vec<Ingested>> {
+    fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>> {
         let mut state = self.lock()?;
-        Ok(events.iter().map(|event| state.ingest(event)).collect())
+        Ok(writes.iter().map(|write| state.apply(write)).collect())
     }
 
     fn flush(&self) -> Result<()> {
@@ -87,39 +149,6 @@ impl Store for MemoryStore {
         let state = self.lock()?;
         let keys: BTreeSet<ConversationKey> = state.inbox.keys().map(|(k, _)| k.clone()).collect();
         Ok(keys.into_iter().collect())
-    }
-
-    fn commit(&self, commit: &TurnCommit) -> Result<()> {
-        let mut state = self.lock()?;
-        let key = &commit.conversation;
-        state
-            .conversations
-            .insert(key.clone(), commit.record.clone());
-        for seq in &commit.consumed {
-            state.inbox.remove(&(key.clone(), *seq));
-        }
-        for item in &commit.outbox {
-            state.outbox.insert(outbox_key(item), item.clone());
-        }
-        for timer in &commit.set_timers {
-            state
-                .timers
-                .insert((timer.due, key.prefix(), timer.timer, key.clone()));
-            state
-                .timer_index
-                .insert((key.clone(), timer.timer), timer.due);
-        }
-        for id in &commit.cancel_timers {
-            if let Some(due) = state.timer_index.remove(&(key.clone(), *id)) {
-                state.timers.remove(&(due, key.prefix(), *id, key.clone()));
-            }
-        }
-        let place = Place::of(&commit.record);
-        if let Some(previous) = &commit.previous {
-            state.places.remove(&(previous.clone(), key.clone()));
-        }
-        state.places.insert((place, key.clone()));
-        Ok(())
     }
 
     fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()> {
@@ -161,14 +190,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn complete_with_event(&self, item: &OutboxItem, result: &Inbound) -> Result<Ingested> {
-        let mut state = self.lock()?;
-        if state.outbox.remove(&outbox_key(item)).is_none() {
-            return Ok(Ingested::Duplicate);
-        }
-        Ok(state.ingest(result))
-    }
-
     fn next_timer(&self) -> Result<Option<Timer>> {
         Ok(self
             .lock()?
@@ -192,23 +213,6 @@ impl Store for MemoryStore {
                 due: *due,
             })
             .collect())
-    }
-
-    fn fire_timer(&self, timer: &Timer, event: &Inbound) -> Result<bool> {
-        let mut state = self.lock()?;
-        if !state.timers.remove(&(
-            timer.due,
-            timer.conversation.prefix(),
-            timer.timer,
-            timer.conversation.clone(),
-        )) {
-            return Ok(false);
-        }
-        state
-            .timer_index
-            .remove(&(timer.conversation.clone(), timer.timer));
-        state.ingest(event);
-        Ok(true)
     }
 
     fn put_version(&self, version: &FlowVersion) -> Result<()> {

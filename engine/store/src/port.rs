@@ -5,6 +5,44 @@ use crate::record::{
     FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
 };
 
+/// One atomic change. [`Store::apply`] applies many in one transaction: atomic operations are
+/// what costs in sled (an atomic batch writes about six times the bytes of a plain insert), so
+/// the runtime groups concurrent changes, as it groups flushes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Deduplicate and append events to their conversations' inboxes.
+    Ingest(Vec<Inbound>),
+    /// Apply a turn.
+    Commit(TurnCommit),
+    /// Remove a finished plugin call from the outbox and ingest its result.
+    Complete {
+        /// The call.
+        item: OutboxItem,
+        /// Its result, as an event.
+        result: Inbound,
+    },
+    /// Move a due timer into its conversation's inbox as `event`.
+    Fire {
+        /// The timer.
+        timer: Timer,
+        /// The event.
+        event: Inbound,
+    },
+}
+
+/// What a [`Write`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Per event: new or duplicate.
+    Ingested(Vec<Ingested>),
+    /// The turn is applied.
+    Committed,
+    /// The result was ingested (or the call was completed before: duplicate).
+    Completed(Ingested),
+    /// Whether the timer was still pending.
+    Fired(bool),
+}
+
 /// A store error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,9 +88,17 @@ impl Place {
 /// multi-record change is atomic. Implementations: `SledStore` (production) and `MemoryStore`
 /// (tests, and the model the sled store is checked against).
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies `writes` in order, in one atomic transaction.
+    fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>>;
+
     /// Deduplicates `events` on (channel, id) and appends the new ones to their conversations'
     /// inboxes, in the order given, atomically.
-    fn ingest(&self, events: &[Inbound]) -> Result<Vec<Ingested>>;
+    fn ingest(&self, events: &[Inbound]) -> Result<Vec<Ingested>> {
+        match self.apply(&[Write::Ingest(events.to_vec())])?.pop() {
+            Some(Applied::Ingested(results)) => Ok(results),
+            other => Err(StoreError::Backend(format!("unexpected result {other:?}"))),
+        }
+    }
 
     /// Makes every write so far durable. Called once for many writes (group commit).
     fn flush(&self) -> Result<()>;
@@ -68,7 +114,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Applies a turn atomically: the new record, consumed inbox entries removed, effects
     /// queued, timers set and cancelled, the place index moved.
-    fn commit(&self, commit: &TurnCommit) -> Result<()>;
+    fn commit(&self, commit: &TurnCommit) -> Result<()> {
+        self.apply(&[Write::Commit(commit.clone())]).map(|_| ())
+    }
 
     /// Replaces a conversation's record alone (admin actions: pause, resume, reset, migrate).
     fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()>;
@@ -87,7 +135,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes a finished plugin call from the outbox and ingests its result, atomically, so a
     /// result is delivered exactly once even if the process dies in between.
-    fn complete_with_event(&self, item: &OutboxItem, result: &Inbound) -> Result<Ingested>;
+    fn complete_with_event(&self, item: &OutboxItem, result: &Inbound) -> Result<Ingested> {
+        let write = Write::Complete {
+            item: item.clone(),
+            result: result.clone(),
+        };
+        match self.apply(&[write])?.pop() {
+            Some(Applied::Completed(result)) => Ok(result),
+            other => Err(StoreError::Backend(format!("unexpected result {other:?}"))),
+        }
+    }
 
     /// The timer that falls due first.
     fn next_timer(&self) -> Result<Option<Timer>>;
@@ -97,7 +154,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Moves a due timer into its conversation's inbox as `event`, atomically. `false` when the
     /// timer is no longer pending (cancelled, or fired already).
-    fn fire_timer(&self, timer: &Timer, event: &Inbound) -> Result<bool>;
+    fn fire_timer(&self, timer: &Timer, event: &Inbound) -> Result<bool> {
+        let write = Write::Fire {
+            timer: timer.clone(),
+            event: event.clone(),
+        };
+        match self.apply(&[write])?.pop() {
+            Some(Applied::Fired(fired)) => Ok(fired),
+            other => Err(StoreError::Backend(format!("unexpected result {other:?}"))),
+        }
+    }
 
     /// Stores a flow version (idempotent: versions are immutable).
     fn put_version(&self, version: &FlowVersion) -> Result<()>;

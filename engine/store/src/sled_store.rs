@@ -7,7 +7,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Db, Transactional, Tree};
 
 use crate::keys::{ConversationKey, read_u64, with_u64};
-use crate::port::{Place, Result, Store, StoreError};
+use crate::port::{Applied, Place, Result, Store, StoreError, Write};
 use crate::record::{
     FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
 };
@@ -115,27 +115,183 @@ fn split_place(version: &str, key: &[u8]) -> Option<(Place, ConversationKey)> {
     Some((place, ConversationKey::decode(rest)?))
 }
 
-type Abortable<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
-
-fn abort(err: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(err)
+/// An event ready to be ingested: its keys and encoded value.
+struct PreparedEvent {
+    dedup_key: Vec<u8>,
+    inbox_key: Vec<u8>,
+    seq: u64,
+    value: Vec<u8>,
 }
 
-/// Ingests `event` with inbox sequence `seq` inside a transaction.
-fn ingest_in(
-    dedup: &TransactionalTree,
-    inbox: &TransactionalTree,
-    event: &Inbound,
-    seq: u64,
-) -> Abortable<Ingested> {
-    let key = dedup_key(event);
-    if dedup.get(&key)?.is_some() {
-        return Ok(Ingested::Duplicate);
+impl PreparedEvent {
+    fn new(event: &Inbound, seq: u64) -> Result<Self> {
+        Ok(PreparedEvent {
+            dedup_key: dedup_key(event),
+            inbox_key: with_u64(&event.conversation.prefix(), seq),
+            seq,
+            value: encode(event)?,
+        })
     }
-    dedup.insert(key, seq.to_be_bytes().to_vec())?;
-    let value = encode(event).map_err(abort)?;
-    inbox.insert(with_u64(&event.conversation.prefix(), seq), value)?;
-    Ok(Ingested::New(seq))
+}
+
+/// A turn ready to be committed.
+struct PreparedCommit {
+    conversation: ConversationKey,
+    prefix: Vec<u8>,
+    record_key: Vec<u8>,
+    record: Vec<u8>,
+    consumed: Vec<Vec<u8>>,
+    outbox: Vec<(Vec<u8>, Vec<u8>)>,
+    set_timers: Vec<(Vec<u8>, Vec<u8>, u64)>,
+    cancel_timers: Vec<u64>,
+    /// (old place key, new place key) when the conversation moved.
+    moved: Option<(Option<Vec<u8>>, Vec<u8>)>,
+}
+
+impl PreparedCommit {
+    fn new(commit: &TurnCommit) -> Result<Self> {
+        let prefix = commit.conversation.prefix();
+        let place = Place::of(&commit.record);
+        let moved = (commit.previous.as_ref() != Some(&place)).then(|| {
+            let old = commit
+                .previous
+                .as_ref()
+                .map(|p| place_key(p, &commit.conversation));
+            (old, place_key(&place, &commit.conversation))
+        });
+        Ok(PreparedCommit {
+            conversation: commit.conversation.clone(),
+            record_key: commit.conversation.encode(),
+            record: encode(&commit.record)?,
+            consumed: commit
+                .consumed
+                .iter()
+                .map(|seq| with_u64(&prefix, *seq))
+                .collect(),
+            outbox: commit
+                .outbox
+                .iter()
+                .map(|item| Ok((outbox_key(item), encode(item)?)))
+                .collect::<Result<_>>()?,
+            set_timers: commit
+                .set_timers
+                .iter()
+                .map(|timer| (timer_key(timer), with_u64(&prefix, timer.timer), timer.due))
+                .collect(),
+            cancel_timers: commit.cancel_timers.clone(),
+            moved,
+            prefix,
+        })
+    }
+}
+
+enum Prepared {
+    Ingest(Vec<PreparedEvent>),
+    Commit(PreparedCommit),
+    Complete {
+        outbox_key: Vec<u8>,
+        event: PreparedEvent,
+    },
+    Fire {
+        timer_key: Vec<u8>,
+        index_key: Vec<u8>,
+        event: PreparedEvent,
+    },
+}
+
+/// The trees inside one transaction.
+struct Trees<'t> {
+    conversations: &'t TransactionalTree,
+    inbox: &'t TransactionalTree,
+    dedup: &'t TransactionalTree,
+    outbox: &'t TransactionalTree,
+    timers: &'t TransactionalTree,
+    timer_index: &'t TransactionalTree,
+    places: &'t TransactionalTree,
+}
+
+type Abortable<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
+
+impl Trees<'_> {
+    fn apply(&self, write: &Prepared) -> Abortable<Applied> {
+        Ok(match write {
+            Prepared::Ingest(events) => {
+                let mut results = Vec::with_capacity(events.len());
+                for event in events {
+                    results.push(self.ingest(event)?);
+                }
+                Applied::Ingested(results)
+            }
+            Prepared::Commit(commit) => {
+                self.commit(commit)?;
+                Applied::Committed
+            }
+            Prepared::Complete { outbox_key, event } => {
+                if self.outbox.remove(outbox_key.as_slice())?.is_none() {
+                    Applied::Completed(Ingested::Duplicate)
+                } else {
+                    Applied::Completed(self.ingest(event)?)
+                }
+            }
+            Prepared::Fire {
+                timer_key,
+                index_key,
+                event,
+            } => {
+                if self.timers.remove(timer_key.as_slice())?.is_none() {
+                    Applied::Fired(false)
+                } else {
+                    self.timer_index.remove(index_key.as_slice())?;
+                    self.ingest(event)?;
+                    Applied::Fired(true)
+                }
+            }
+        })
+    }
+
+    fn ingest(&self, event: &PreparedEvent) -> Abortable<Ingested> {
+        if self.dedup.get(event.dedup_key.as_slice())?.is_some() {
+            return Ok(Ingested::Duplicate);
+        }
+        self.dedup
+            .insert(event.dedup_key.as_slice(), event.seq.to_be_bytes().to_vec())?;
+        self.inbox
+            .insert(event.inbox_key.as_slice(), event.value.as_slice())?;
+        Ok(Ingested::New(event.seq))
+    }
+
+    fn commit(&self, commit: &PreparedCommit) -> Abortable<()> {
+        self.conversations
+            .insert(commit.record_key.as_slice(), commit.record.as_slice())?;
+        for key in &commit.consumed {
+            self.inbox.remove(key.as_slice())?;
+        }
+        for (key, value) in &commit.outbox {
+            self.outbox.insert(key.as_slice(), value.as_slice())?;
+        }
+        for (key, index_key, due) in &commit.set_timers {
+            self.timers.insert(key.as_slice(), Vec::<u8>::new())?;
+            self.timer_index
+                .insert(index_key.as_slice(), due.to_be_bytes().to_vec())?;
+        }
+        for id in &commit.cancel_timers {
+            if let Some(due) = self.timer_index.remove(with_u64(&commit.prefix, *id))? {
+                let due = read_u64(&due, 0).unwrap_or(0);
+                self.timers.remove(timer_key(&Timer {
+                    conversation: commit.conversation.clone(),
+                    timer: *id,
+                    due,
+                }))?;
+            }
+        }
+        if let Some((old, new)) = &commit.moved {
+            if let Some(old) = old {
+                self.places.remove(old.as_slice())?;
+            }
+            self.places.insert(new.as_slice(), Vec::<u8>::new())?;
+        }
+        Ok(())
+    }
 }
 
 impl SledStore {
@@ -195,19 +351,62 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn ingest(&self, events: &[Inbound]) -> Result<Vec<Ingested>> {
-        let mut seqs = Vec::with_capacity(events.len());
-        for _ in events {
-            seqs.push(self.db.generate_id().map_err(backend)?);
-        }
-        (&self.dedup, &self.inbox)
-            .transaction(|(dedup, inbox)| {
-                let mut results = Vec::with_capacity(events.len());
-                for (event, seq) in events.iter().zip(&seqs) {
-                    results.push(ingest_in(dedup, inbox, event, *seq)?);
+    fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>> {
+        // Everything that can fail or allocate ids is prepared outside the transaction, which
+        // sled may run more than once.
+        let mut prepared = Vec::with_capacity(writes.len());
+        for write in writes {
+            prepared.push(match write {
+                Write::Ingest(events) => {
+                    let mut items = Vec::with_capacity(events.len());
+                    for event in events {
+                        items.push(PreparedEvent::new(
+                            event,
+                            self.db.generate_id().map_err(backend)?,
+                        )?);
+                    }
+                    Prepared::Ingest(items)
                 }
-                Ok(results)
-            })
+                Write::Commit(commit) => Prepared::Commit(PreparedCommit::new(commit)?),
+                Write::Complete { item, result } => Prepared::Complete {
+                    outbox_key: outbox_key(item),
+                    event: PreparedEvent::new(result, self.db.generate_id().map_err(backend)?)?,
+                },
+                Write::Fire { timer, event } => Prepared::Fire {
+                    timer_key: timer_key(timer),
+                    index_key: with_u64(&timer.conversation.prefix(), timer.timer),
+                    event: PreparedEvent::new(event, self.db.generate_id().map_err(backend)?)?,
+                },
+            });
+        }
+        let trees = (
+            &self.conversations,
+            &self.inbox,
+            &self.dedup,
+            &self.outbox,
+            &self.timers,
+            &self.timer_index,
+            &self.places,
+        );
+        trees
+            .transaction(
+                |(conversations, inbox, dedup, outbox, timers, timer_index, places)| {
+                    let t = Trees {
+                        conversations,
+                        inbox,
+                        dedup,
+                        outbox,
+                        timers,
+                        timer_index,
+                        places,
+                    };
+                    let mut results = Vec::with_capacity(prepared.len());
+                    for write in &prepared {
+                        results.push(t.apply(write)?);
+                    }
+                    Ok(results)
+                },
+            )
             .map_err(tx_error)
     }
 
@@ -238,64 +437,6 @@ impl Store for SledStore {
 
     fn conversations_with_inbox(&self) -> Result<Vec<ConversationKey>> {
         Self::keys_with_prefix_owner(&self.inbox)
-    }
-
-    fn commit(&self, commit: &TurnCommit) -> Result<()> {
-        let conversation_key = commit.conversation.encode();
-        let record = encode(&commit.record)?;
-        let prefix = commit.conversation.prefix();
-        let outbox: Vec<(Vec<u8>, Vec<u8>)> = commit
-            .outbox
-            .iter()
-            .map(|item| Ok((outbox_key(item), encode(item)?)))
-            .collect::<Result<_>>()?;
-        let place = Place::of(&commit.record);
-        let trees = (
-            &self.conversations,
-            &self.inbox,
-            &self.outbox,
-            &self.timers,
-            &self.timer_index,
-            &self.places,
-        );
-        trees
-            .transaction(
-                |(conversations, inbox, outboxes, timers, timer_index, places)| {
-                    conversations.insert(conversation_key.as_slice(), record.as_slice())?;
-                    for seq in &commit.consumed {
-                        inbox.remove(with_u64(&prefix, *seq))?;
-                    }
-                    for (key, value) in &outbox {
-                        outboxes.insert(key.as_slice(), value.as_slice())?;
-                    }
-                    for timer in &commit.set_timers {
-                        timers.insert(timer_key(timer), Vec::<u8>::new())?;
-                        timer_index.insert(
-                            with_u64(&prefix, timer.timer),
-                            timer.due.to_be_bytes().to_vec(),
-                        )?;
-                    }
-                    for id in &commit.cancel_timers {
-                        let index_key = with_u64(&prefix, *id);
-                        if let Some(due) = timer_index.remove(index_key)? {
-                            let due = read_u64(&due, 0).unwrap_or(0);
-                            timers.remove(timer_key(&Timer {
-                                conversation: commit.conversation.clone(),
-                                timer: *id,
-                                due,
-                            }))?;
-                        }
-                    }
-                    if commit.previous.as_ref() != Some(&place) {
-                        if let Some(previous) = &commit.previous {
-                            places.remove(place_key(previous, &commit.conversation))?;
-                        }
-                        places.insert(place_key(&place, &commit.conversation), Vec::<u8>::new())?;
-                    }
-                    Ok(())
-                },
-            )
-            .map_err(tx_error)
     }
 
     fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()> {
@@ -338,19 +479,6 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn complete_with_event(&self, item: &OutboxItem, result: &Inbound) -> Result<Ingested> {
-        let seq = self.db.generate_id().map_err(backend)?;
-        let key = outbox_key(item);
-        (&self.outbox, &self.dedup, &self.inbox)
-            .transaction(|(outbox, dedup, inbox)| {
-                if outbox.remove(key.as_slice())?.is_none() {
-                    return Ok(Ingested::Duplicate);
-                }
-                ingest_in(dedup, inbox, result, seq)
-            })
-            .map_err(tx_error)
-    }
-
     fn next_timer(&self) -> Result<Option<Timer>> {
         let Some((key, _)) = self.timers.first().map_err(backend)? else {
             return Ok(None);
@@ -383,22 +511,6 @@ impl Store for SledStore {
             }
         }
         Ok(timers)
-    }
-
-    fn fire_timer(&self, timer: &Timer, event: &Inbound) -> Result<bool> {
-        let seq = self.db.generate_id().map_err(backend)?;
-        let key = timer_key(timer);
-        let index_key = with_u64(&timer.conversation.prefix(), timer.timer);
-        (&self.timers, &self.timer_index, &self.dedup, &self.inbox)
-            .transaction(|(timers, timer_index, dedup, inbox)| {
-                if timers.remove(key.as_slice())?.is_none() {
-                    return Ok(false);
-                }
-                timer_index.remove(index_key.as_slice())?;
-                ingest_in(dedup, inbox, event, seq)?;
-                Ok(true)
-            })
-            .map_err(tx_error)
     }
 
     fn put_version(&self, version: &FlowVersion) -> Result<()> {
