@@ -12,6 +12,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+// The runtime allocates many small buffers (sled nodes, JSON); mimalloc serves them faster than
+// the system allocator (measured: about 1.5x the durable turns per second).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Influxify: conversational bots as directed graphs.
 #[derive(Debug, Parser)]
 #[command(name = "influxify", version, about, propagate_version = true)]

@@ -21,6 +21,10 @@ use influxify_store::{
     ConversationKey, DEFAULT_CACHE_BYTES, Inbound, SledStore, Store, StoredConversation, TurnCommit,
 };
 
+// The binary's allocator: the runtime allocates many small buffers (sled nodes, JSON).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FLOW: &str = "
 id: echo
 variables:

@@ -15,7 +15,7 @@ use crate::effects::backoff_ms;
 use crate::{Runtime, RuntimeError};
 
 /// How many event summaries a conversation keeps for inspection.
-const RECENT_EVENTS: usize = 20;
+const RECENT_EVENTS: usize = 8;
 
 /// Whether a conversation waiting at `from` can stay put at node `to` of `flow` in `flows`
 /// without running the node again: the node kinds match.

@@ -14,7 +14,8 @@ struct State {
     next_seq: u64,
     conversations: BTreeMap<ConversationKey, StoredConversation>,
     inbox: BTreeMap<(ConversationKey, u64), Inbound>,
-    dedup: BTreeSet<(String, String)>,
+    /// (partition, channel, provider id), as sled keeps it: dedup never crosses partitions.
+    dedup: BTreeSet<(u16, String, String)>,
     outbox: BTreeMap<(ConversationKey, u64, u32), OutboxItem>,
     /// Ordered like sled's timer keys: due time, then the encoded conversation key.
     timers: BTreeSet<(u64, Vec<u8>, u64, ConversationKey)>,
@@ -88,7 +89,11 @@ impl State {
     }
 
     fn ingest(&mut self, event: &Inbound) -> Ingested {
-        let key = (event.conversation.channel.clone(), event.id.clone());
+        let key = (
+            event.conversation.partition(),
+            event.conversation.channel.clone(),
+            event.id.clone(),
+        );
         if !self.dedup.insert(key) {
             return Ingested::Duplicate;
         }
