@@ -83,37 +83,42 @@ impl Runtime {
     }
 
     async fn drain(&self, key: &ConversationKey) -> Result<(), RuntimeError> {
+        let store = &self.inner.store;
+        // Read once; afterwards the writer knows its record and the effects it queued (it is
+        // the only one writing them), which saves decoding them again on every turn.
+        let mut record = store.conversation(key)?;
+        let mut pending = store.outbox(key)?;
         loop {
-            if !self.run_outbox(key).await? {
+            if record.as_ref().is_some_and(|r| r.paused.is_some()) {
+                // An effect failed for good: the conversation waits for an operator.
                 return Ok(());
             }
-            let store = &self.inner.store;
+            if !pending.is_empty() && !self.run_effects(key, std::mem::take(&mut pending)).await? {
+                return Ok(());
+            }
             let inbox = store.inbox(key)?;
             if inbox.is_empty() {
                 return Ok(());
             }
-            let existing = store.conversation(key)?;
-            if existing.as_ref().is_some_and(|r| r.paused.is_some()) {
-                // An effect failed for good: the conversation waits for an operator.
-                return Ok(());
-            }
-            let mut previous = existing.as_ref().map(Place::of);
-            let mut record = match existing {
+            let mut previous = record.as_ref().map(Place::of);
+            let mut current = match record.take() {
                 Some(record) => record,
                 None => self.new_record()?,
             };
             let mut timers_set = false;
             let mut commits = Vec::with_capacity(inbox.len());
             for (seq, inbound) in inbox {
-                let commit = self.apply(key, &mut record, previous.take(), seq, &inbound)?;
+                let commit = self.apply(key, &mut current, previous.take(), seq, &inbound)?;
                 timers_set |= !commit.set_timers.is_empty();
+                pending.extend(commit.outbox.iter().cloned());
                 commits.push(Write::Commit(commit));
-                previous = Some(Place::of(&record));
+                previous = Some(Place::of(&current));
             }
             // All the turns go into the committer's next transaction, and are durable on return.
             let turns = commits.len() as u64;
             self.inner.commit.apply(commits).await?;
             self.inner.stats.turns.fetch_add(turns, Ordering::Relaxed);
+            record = Some(current);
             if timers_set {
                 self.inner.timer_wake.notify_one();
             }
@@ -214,14 +219,15 @@ impl Runtime {
         Ok(commit)
     }
 
-    /// Runs the conversation's pending effects in order. Returns `false` when the conversation
-    /// is paused (an effect failed for good) and must not go on.
-    async fn run_outbox(&self, key: &ConversationKey) -> Result<bool, RuntimeError> {
+    /// Runs a conversation's pending effects in order. Returns `false` when the conversation is
+    /// paused (an effect failed for good) and must not go on.
+    async fn run_effects(
+        &self,
+        key: &ConversationKey,
+        items: Vec<OutboxItem>,
+    ) -> Result<bool, RuntimeError> {
         let store = self.inner.store.clone();
-        if store.conversation(key)?.is_some_and(|r| r.paused.is_some()) {
-            return Ok(false);
-        }
-        for mut item in store.outbox(key)? {
+        for mut item in items {
             let idempotency = item.idempotency_key();
             match &item.effect {
                 Effect::CallPlugin { .. } => {
