@@ -4,10 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use influxify_core::compiled::Op;
-use influxify_core::conversation::{Effect, Event};
-use influxify_core::{ConversationState, FlowSet, step};
+use influxify_core::conversation::{Effect, Event, Waiting};
+use influxify_core::{ConversationState, FlowSet, Status, step};
 use influxify_store::{
-    ConversationKey, Inbound, OutboxItem, Place, StoredConversation, Timer, TurnCommit, Write,
+    ConversationKey, Inbound, Migration, OutboxItem, Place, StoredConversation, Timer, TurnCommit,
+    Write,
 };
 
 use crate::clock::now_ms;
@@ -17,22 +18,61 @@ use crate::{Runtime, RuntimeError};
 /// How many event summaries a conversation keeps for inspection.
 const RECENT_EVENTS: usize = 8;
 
-/// Whether a conversation waiting at `from` can stay put at node `to` of `flow` in `flows`
-/// without running the node again: the node kinds match.
-pub(crate) fn waiting_fits(flows: &FlowSet, flow: &str, to: &str, from: &str) -> bool {
-    let _ = from;
+/// Whether a conversation can stay at node `to` of `flow` without running it again: its live
+/// waiting state is the one that node kind produces.
+pub(crate) fn waiting_fits(
+    flows: &FlowSet,
+    flow: &str,
+    to: &str,
+    state: &ConversationState,
+) -> bool {
     let Some(flow) = flows.get(flow) else {
         return false;
     };
     let Some(ix) = flow.node_index(to) else {
         return false;
     };
-    // Only nodes that wait keep a conversation; ask, wait and handoff keep their meaning under a
-    // new id. A plugin call in flight belongs to the old node: run the new one again.
     matches!(
-        flow.node(ix).op,
-        Op::Ask { .. } | Op::Wait { .. } | Op::Handoff { .. } | Op::End { .. }
+        (&flow.node(ix).op, &state.waiting, &state.status),
+        (Op::Ask { .. }, Some(Waiting::Reply { .. }), Status::Active)
+            | (Op::Wait { .. }, Some(Waiting::Timer { .. }), Status::Active)
+            | (
+                Op::Handoff { .. },
+                Some(Waiting::Operator),
+                Status::HandedOff
+            )
+            | (Op::End { .. }, None, Status::Ended)
     )
+}
+
+/// Why a conversation cannot move to `flows` without being stranded, if it cannot.
+fn strands(flows: &FlowSet, state: &ConversationState, target: Option<&str>) -> Option<String> {
+    let has = |flow: &str, node: &str| {
+        flows
+            .get(flow)
+            .is_some_and(|f| f.node_index(node).is_some())
+    };
+    if flows.get(&state.flow).is_none() {
+        return Some(format!("flow `{}` is gone", state.flow));
+    }
+    if let Some(target) = target
+        && !has(&state.flow, target)
+    {
+        return Some(format!(
+            "node `{}` of flow `{}` is gone",
+            target, state.flow
+        ));
+    }
+    state
+        .stack
+        .iter()
+        .find(|frame| !has(&frame.flow, &frame.node))
+        .map(|frame| {
+            format!(
+                "the caller's node `{}` of flow `{}` is gone",
+                frame.node, frame.flow
+            )
+        })
 }
 
 /// A short description of an event, without message text.
@@ -61,10 +101,19 @@ impl Runtime {
     pub(crate) async fn writer(&self, key: ConversationKey) {
         loop {
             if let Err(err) = self.drain(&key).await {
-                tracing::error!(conversation = %key, error = %err, "conversation writer failed; its work stays queued");
-                // The work is durable in the inbox/outbox: back off and try again.
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                continue;
+                if err.is_permanent() {
+                    // Trying again cannot help (a record or flow version that cannot be read):
+                    // pause the conversation with the reason, for an operator to see.
+                    tracing::error!(conversation = %key, error = %err, "conversation paused: it cannot be processed");
+                    if let Err(pause) = self.pause(&key, format!("cannot be processed: {err}")) {
+                        tracing::error!(conversation = %key, error = %pause, "cannot pause the conversation");
+                    }
+                } else {
+                    tracing::error!(conversation = %key, error = %err, "conversation writer failed; its work stays queued");
+                    // The work is durable in the inbox/outbox: back off and try again.
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
             }
             let Ok(mut running) = self.inner.running.lock() else {
                 return;
@@ -150,20 +199,9 @@ impl Runtime {
         seq: u64,
         inbound: &Inbound,
     ) -> Result<TurnCommit, RuntimeError> {
-        let mut run_event = true;
+        let mut event = Some(inbound.event.clone());
         if let Some(migration) = &inbound.migration {
-            record.version = migration.version.clone();
-            if migration.restart {
-                let mut fresh = ConversationState::new(record.state.entry.clone());
-                fresh.seq = record.state.seq;
-                if let Some(user) = record.state.vars.get("user") {
-                    fresh.vars.insert("user".into(), user.clone());
-                }
-                record.state = fresh;
-            } else if let Some(node) = &migration.node {
-                record.state.node = Some(node.clone());
-            }
-            run_event = migration.reenter;
+            event = self.migrate(key, record, migration)?;
         }
         let mut commit = TurnCommit {
             conversation: key.clone(),
@@ -174,10 +212,10 @@ impl Runtime {
             set_timers: Vec::new(),
             cancel_timers: Vec::new(),
         };
-        if run_event {
+        if let Some(event) = event {
             let flows = self.inner.registry.flows(&record.version)?;
             let state = std::mem::replace(&mut record.state, ConversationState::new(""));
-            let turn = step(&flows, state, &inbound.event, inbound.timestamp);
+            let turn = step(&flows, state, &event, inbound.timestamp);
             record.state = turn.state;
             record.turns += 1;
             let mut step_index = 0u32;
@@ -217,6 +255,60 @@ impl Runtime {
         }
         commit.record = record.clone();
         Ok(commit)
+    }
+
+    /// Moves the record to the migration's version, resolving the target from the live state.
+    /// Returns the event to run: a `Goto` when the conversation must run its new node again
+    /// because what it waits for does not fit the node kind there.
+    fn migrate(
+        &self,
+        key: &ConversationKey,
+        record: &mut StoredConversation,
+        migration: &Migration,
+    ) -> Result<Option<Event>, RuntimeError> {
+        let flows = self.inner.registry.flows(&migration.version)?;
+        if migration.restart {
+            let mut fresh = ConversationState::new(record.state.entry.clone());
+            fresh.seq = record.state.seq;
+            if let Some(user) = record.state.vars.get("user") {
+                fresh.vars.insert("user".into(), user.clone());
+            }
+            if flows.get(&fresh.flow).is_none() {
+                fresh = ConversationState::new(self.inner.config.entry_flow.clone());
+            }
+            record.state = fresh;
+            record.version = migration.version.clone();
+            return Ok(None);
+        }
+        let current = record.state.node.clone();
+        let target = current.as_ref().map(|node| {
+            migration
+                .map
+                .get(node)
+                .cloned()
+                .unwrap_or_else(|| node.clone())
+        });
+        if let Some(why) = strands(&flows, &record.state, target.as_deref()) {
+            // Moving would strand the user: the conversation stays on the version it is on.
+            tracing::warn!(conversation = %key, version = %migration.version, why, "migration refused");
+            record.recent.push(format!(
+                "{} migration to {} refused: {why}",
+                now_ms(),
+                migration.version
+            ));
+            return Ok(None);
+        }
+        record.version = migration.version.clone();
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        let fits = waiting_fits(&flows, &record.state.flow, &target, &record.state);
+        record.state.node = Some(target.clone());
+        Ok(
+            (!fits).then_some(Event::Operator(influxify_core::OperatorAction::Goto {
+                node: target,
+            })),
+        )
     }
 
     /// Runs a conversation's pending effects in order. Returns `false` when the conversation is

@@ -3,7 +3,9 @@
 //! operator. Changes to a conversation go through its inbox, so its single writer applies them.
 
 use influxify_core::{Event, OperatorAction};
-use influxify_store::{ConversationKey, Inbound, OutboxItem, Place, StoredConversation, Timer};
+use influxify_store::{
+    Applied, ConversationKey, Inbound, OutboxItem, Place, StoredConversation, Timer, Write,
+};
 
 use crate::clock::now_ms;
 use crate::{Runtime, RuntimeError};
@@ -79,7 +81,7 @@ impl Runtime {
 
     async fn unpause(&self, key: &ConversationKey, skip: bool) -> Result<(), RuntimeError> {
         let store = &self.inner.store;
-        let mut record = store
+        let record = store
             .conversation(key)?
             .ok_or_else(|| RuntimeError::UnknownConversation(key.clone()))?;
         if record.paused.is_none() {
@@ -91,21 +93,23 @@ impl Runtime {
             item.last_error.is_some()
                 && !matches!(item.effect, influxify_core::Effect::CallPlugin { .. })
         });
-        if let Some(mut item) = failed {
-            if skip {
-                store.remove_outbox(&item)?;
-            } else {
-                item.attempts = 0;
-                item.not_before = 0;
-                store.update_outbox(&item)?;
+        // Applied by the committer only if the record is still the one read here, so two
+        // operators (or an operator and the writer) cannot undo each other's work.
+        let write = Write::Unpause {
+            conversation: key.clone(),
+            turns: record.turns,
+            failed,
+            skip,
+        };
+        match self.inner.commit.apply(vec![write]).await?.pop() {
+            Some(Applied::Unpaused(true)) => {
+                self.schedule(key.clone());
+                Ok(())
             }
+            _ => Err(RuntimeError::Refused(format!(
+                "conversation {key} changed meanwhile; look again"
+            ))),
         }
-        record.paused = None;
-        record.updated_at = now_ms();
-        store.put_conversation(key, &record)?;
-        self.inner.commit.durable().await?;
-        self.schedule(key.clone());
-        Ok(())
     }
 
     /// Gives a handed-off conversation back to the bot.

@@ -20,7 +20,7 @@ pub mod effects;
 mod timers;
 pub mod versions;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +33,11 @@ use tokio::sync::Notify;
 pub use commit::GroupCommit;
 pub use effects::{BoxFuture, EffectError, EffectHandler};
 pub use versions::{MigrationPolicy, PublishError, PublishReport, Registry, Stranded};
+
+/// The longest channel instance name an event may carry.
+pub const MAX_CHANNEL_BYTES: usize = 255;
+/// The longest user id or provider event id an event may carry.
+pub const MAX_ID_BYTES: usize = 1024;
 
 /// How the runtime behaves.
 #[derive(Debug, Clone)]
@@ -83,6 +88,17 @@ pub enum RuntimeError {
     /// An admin action that does not apply.
     #[error("{0}")]
     Refused(String),
+}
+
+impl RuntimeError {
+    /// Whether trying again later cannot help: a record or flow version that cannot be read, or
+    /// no published version at all.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Store(StoreError::Corrupt { .. }) | RuntimeError::NoVersion(_)
+        )
+    }
 }
 
 /// Counters for metrics and benchmarks.
@@ -194,6 +210,29 @@ impl Runtime {
     /// Ingests events and returns once they are durable: acknowledge the webhook only then. A
     /// batch is applied in the order of the provider's timestamps.
     pub async fn ingest(&self, mut events: Vec<Inbound>) -> Result<Vec<Ingested>, RuntimeError> {
+        for event in &mut events {
+            // Migrations are queued by `publish` only.
+            event.migration = None;
+            let key = &event.conversation;
+            if key.channel.len() > MAX_CHANNEL_BYTES
+                || key.user.len() > MAX_ID_BYTES
+                || event.id.len() > MAX_ID_BYTES
+            {
+                return Err(RuntimeError::Refused(format!(
+                    "an event's channel ({} bytes), user id ({} bytes) or event id ({} bytes) is too long: at most {MAX_CHANNEL_BYTES}, {MAX_ID_BYTES} and {MAX_ID_BYTES}",
+                    key.channel.len(),
+                    key.user.len(),
+                    event.id.len()
+                )));
+            }
+        }
+        self.ingest_checked(events).await
+    }
+
+    async fn ingest_checked(
+        &self,
+        mut events: Vec<Inbound>,
+    ) -> Result<Vec<Ingested>, RuntimeError> {
         // Stable: events with equal timestamps keep their arrival order.
         let mut order: Vec<usize> = (0..events.len()).collect();
         order.sort_by_key(|i| events[*i].timestamp);
@@ -236,14 +275,6 @@ impl Runtime {
     ) -> Result<PublishReport, PublishError> {
         let registry = &self.inner.registry;
         let (hash, flows, stranded) = registry.prepare(sources)?;
-        if registry.head()?.as_deref() == Some(hash.as_str()) {
-            return Ok(PublishReport {
-                version: hash,
-                unchanged: true,
-                stranded,
-                migrated: 0,
-            });
-        }
         if flows.get(&self.inner.config.entry_flow).is_none() {
             return Err(PublishError::Invalid(vec![
                 influxify_core::Diagnostic::error(
@@ -255,6 +286,7 @@ impl Runtime {
                 ),
             ]));
         }
+        let unchanged = registry.head()?.as_deref() == Some(hash.as_str());
         if policy.is_none() && !stranded.is_empty() {
             return Err(PublishError::WouldStrand(stranded));
         }
@@ -275,61 +307,65 @@ impl Runtime {
                 return Err(PublishError::IncompleteMap(left));
             }
         }
+        // The head moves first, so that conversations starting from now on are on it.
+        if !unchanged {
+            registry.set_head(&hash)?;
+        }
         let mut migrated = 0;
-        if policy != MigrationPolicy::Keep {
+        let (restart, map) = match &policy {
+            MigrationPolicy::Keep => (false, None),
+            MigrationPolicy::Restart => (true, Some(BTreeMap::new())),
+            MigrationPolicy::Map(map) => (false, Some(map.clone())),
+        };
+        if let Some(map) = map {
+            // Each conversation's writer resolves its move from its live state, in inbox order.
+            let publish = clock::now_ms();
             let mut entries = Vec::new();
             for version in self.inner.store.versions()? {
-                if version == hash {
+                if version == hash
+                    || self
+                        .inner
+                        .store
+                        .version(&version)?
+                        .is_some_and(|v| v.bot != registry.bot())
+                {
                     continue;
                 }
                 for (place, key) in self.inner.store.placed(&version)? {
-                    let migration = match &policy {
-                        MigrationPolicy::Restart => Migration {
-                            version: hash.clone(),
-                            restart: true,
-                            node: None,
-                            reenter: false,
-                        },
-                        MigrationPolicy::Map(map) => {
-                            let target =
-                                map.get(&place.node).cloned().unwrap_or(place.node.clone());
-                            let fits =
-                                actor::waiting_fits(&flows, &place.flow, &target, &place.node);
-                            Migration {
-                                version: hash.clone(),
-                                restart: false,
-                                node: (target != place.node).then_some(target.clone()),
-                                reenter: !fits && !target.is_empty(),
-                            }
-                        }
-                        MigrationPolicy::Keep => continue,
-                    };
-                    let node = migration.node.clone().unwrap_or(place.node.clone());
                     let mut inbound = Inbound::new(
                         key.clone(),
-                        format!("migrate:{hash}:{}", key.user),
-                        clock::now_ms(),
+                        format!("migrate:{hash}:{publish}:{}", key.user),
+                        publish,
                         influxify_core::Event::Operator(influxify_core::OperatorAction::Goto {
-                            node,
+                            node: place.node,
                         }),
                     );
-                    inbound.migration = Some(migration);
+                    inbound.migration = Some(Migration {
+                        version: hash.clone(),
+                        restart,
+                        map: map.clone(),
+                    });
                     entries.push(inbound);
                 }
             }
             migrated = entries.len();
             if !entries.is_empty() {
-                self.ingest(entries).await.map_err(|err| match err {
-                    RuntimeError::Store(err) => PublishError::Store(err),
-                    other => PublishError::Store(StoreError::Backend(other.to_string())),
-                })?;
+                self.ingest_checked(entries)
+                    .await
+                    .map_err(|err| match err {
+                        RuntimeError::Store(err) => PublishError::Store(err),
+                        other => PublishError::Store(StoreError::Backend(other.to_string())),
+                    })?;
             }
         }
-        registry.set_head(&hash)?;
         self.inner.commit.durable().await?;
+        // Events that arrived before any version existed can be processed now.
+        for key in self.inner.store.conversations_with_inbox()? {
+            self.schedule(key);
+        }
         Ok(PublishReport {
             version: hash,
-            unchanged: false,
+            unchanged,
             stranded,
             migrated,
         })

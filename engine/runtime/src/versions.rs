@@ -122,14 +122,14 @@ impl Registry {
                 what: format!("flow version {hash}"),
                 error: "not stored".into(),
             })?;
-        let flows =
-            Arc::new(
-                self.compile(&version.sources)
-                    .map_err(|err| StoreError::Corrupt {
-                        what: format!("flow version {hash}"),
-                        error: err.to_string(),
-                    })?,
-            );
+        // Stored versions were validated against the catalog when published; a later catalog
+        // (an upgrade) must not make the conversations pinned to them unusable.
+        let flows = Arc::new(self.compile_with(&version.sources, None).map_err(|err| {
+            StoreError::Corrupt {
+                what: format!("flow version {hash}"),
+                error: err.to_string(),
+            }
+        })?);
         if let Ok(mut cache) = self.compiled.lock() {
             cache.insert(hash.to_string(), flows.clone());
         }
@@ -137,11 +137,19 @@ impl Registry {
     }
 
     fn compile(&self, sources: &[(String, String)]) -> Result<FlowSet, PublishError> {
+        self.compile_with(sources, self.catalog.as_ref())
+    }
+
+    fn compile_with(
+        &self,
+        sources: &[(String, String)],
+        catalog: Option<&Catalog>,
+    ) -> Result<FlowSet, PublishError> {
         let sources: Vec<Source> = sources
             .iter()
             .map(|(name, text)| Source::new(name.clone(), text.clone()))
             .collect();
-        let compilation = compile(&sources, self.catalog.as_ref());
+        let compilation = compile(&sources, catalog);
         match compilation.flows {
             Some(flows) => Ok(flows),
             None => Err(PublishError::Invalid(compilation.diagnostics)),

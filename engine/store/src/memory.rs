@@ -42,6 +42,27 @@ impl State {
                     Applied::Completed(self.ingest(result))
                 }
             }
+            Write::Unpause {
+                conversation,
+                turns,
+                failed,
+                skip,
+            } => match self.conversations.get_mut(conversation) {
+                Some(record) if record.paused.is_some() && record.turns == *turns => {
+                    record.paused = None;
+                    if let Some(item) = failed {
+                        let key = outbox_key(item);
+                        if *skip {
+                            self.outbox.remove(&key);
+                        } else if let Some(pending) = self.outbox.get_mut(&key) {
+                            pending.attempts = 0;
+                            pending.not_before = 0;
+                        }
+                    }
+                    Applied::Unpaused(true)
+                }
+                _ => Applied::Unpaused(false),
+            },
             Write::Fire { timer, event } => {
                 let entry = (
                     timer.due,

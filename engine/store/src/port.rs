@@ -21,6 +21,18 @@ pub enum Write {
         /// Its result, as an event.
         result: Inbound,
     },
+    /// Clear a conversation's pause if it is still the record an operator looked at (same turn
+    /// count and paused), retrying (attempts reset) or skipping its failed effect.
+    Unpause {
+        /// The conversation.
+        conversation: ConversationKey,
+        /// The turn count the operator saw.
+        turns: u64,
+        /// The failed effect, if any.
+        failed: Option<OutboxItem>,
+        /// Drop the failed effect instead of trying it again.
+        skip: bool,
+    },
     /// Move a due timer into its conversation's inbox as `event`.
     Fire {
         /// The timer.
@@ -41,6 +53,8 @@ pub enum Applied {
     Completed(Ingested),
     /// Whether the timer was still pending.
     Fired(bool),
+    /// Whether the record was still the one seen (and is now unpaused).
+    Unpaused(bool),
 }
 
 /// A store error.

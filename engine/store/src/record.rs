@@ -41,6 +41,8 @@ impl Inbound {
 }
 
 /// Moving a conversation to another flow version, applied by its single writer in inbox order.
+/// The writer resolves the target from the conversation's live state, so that events applied
+/// between the publish and the migration are taken into account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Migration {
     /// The version to move to.
@@ -48,13 +50,9 @@ pub struct Migration {
     /// Start over on it (variables reset, profile kept).
     #[serde(default)]
     pub restart: bool,
-    /// The node to continue at, when it differs from the current one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// Run the event (a `Goto` to the node) after moving, because the conversation's waiting
-    /// state does not fit the new node.
-    #[serde(default)]
-    pub reenter: bool,
+    /// Old node id to new node id; nodes not listed keep their id.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub map: std::collections::BTreeMap<String, String>,
 }
 
 /// Whether an ingested event was new.

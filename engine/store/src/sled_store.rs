@@ -304,6 +304,41 @@ impl Store for SledStore {
                         Applied::Completed(group.ingest(result, seq)?)
                     }
                 }
+                Write::Unpause {
+                    conversation,
+                    turns,
+                    failed,
+                    skip,
+                } => {
+                    let key = record_key(conversation);
+                    let record: Option<StoredConversation> = match group.get(&key)? {
+                        Some(bytes) => {
+                            Some(decode(&format!("conversation {conversation}"), &bytes)?)
+                        }
+                        None => None,
+                    };
+                    match record {
+                        Some(mut record) if record.paused.is_some() && record.turns == *turns => {
+                            record.paused = None;
+                            group.insert(key, encode(&record)?);
+                            if let Some(item) = failed {
+                                let item_key = outbox_key(item);
+                                if group.get(&item_key)?.is_some() {
+                                    if *skip {
+                                        group.remove(item_key);
+                                    } else {
+                                        let mut retried = item.clone();
+                                        retried.attempts = 0;
+                                        retried.not_before = 0;
+                                        group.insert(item_key, encode(&retried)?);
+                                    }
+                                }
+                            }
+                            Applied::Unpaused(true)
+                        }
+                        _ => Applied::Unpaused(false),
+                    }
+                }
                 Write::Fire { timer, event } => {
                     let key = timer_key(timer);
                     if group.get(&key)?.is_none() {

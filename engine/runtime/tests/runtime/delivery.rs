@@ -299,3 +299,36 @@ async fn handoff_resume_and_reset_through_the_admin_api() {
         "no message text kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_two_operators_retrying_at_once_send_once() {
+    let (runtime, recorder) = echo_runtime().await;
+    recorder
+        .send_failures
+        .lock()
+        .unwrap()
+        .push_back(EffectError::permanent("blocked"));
+    runtime
+        .ingest(vec![message("op", "m1", 1, "hi")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    let op = key("op");
+    let (a, b) = tokio::join!(runtime.retry_effect(&op), runtime.retry_effect(&op));
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one retry applies: {a:?} {b:?}"
+    );
+    runtime.quiesce().await;
+    assert_eq!(recorder.texts("op"), ["ready"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_ids_are_refused_with_a_clear_error() {
+    let (runtime, _) = echo_runtime().await;
+    let err = runtime
+        .ingest(vec![message(&"u".repeat(2000), "m1", 1, "hi")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too long"), "{err}");
+}

@@ -181,3 +181,61 @@ async fn restart_moves_conversations_to_the_start_of_the_new_version() {
         report.version
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_migration_resolves_against_events_applied_after_the_publish() {
+    let (runtime, recorder) = two_users_waiting().await;
+    // u1 answered `ask_a` just before the publish; the answer is durable but not applied yet.
+    runtime
+        .store()
+        .ingest(&[message("u1", "late", 3, "a")])
+        .unwrap();
+    let map = BTreeMap::from([("ask_b".to_string(), "ask_c".to_string())]);
+    let report = runtime
+        .publish(sources(V3_RENAMED_B), Some(MigrationPolicy::Map(map)))
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    let u1 = runtime.inspect(&key("u1")).unwrap().record;
+    assert_eq!(
+        (u1.version.as_str(), u1.state.node.as_deref()),
+        (report.version.as_str(), Some("ask_c"))
+    );
+    runtime
+        .ingest(vec![message("u1", "c", 9, "sea")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    assert_eq!(recorder.texts("u1").last().unwrap(), "v3 done sea");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_node_that_changes_kind_is_run_again_after_a_migration() {
+    let (runtime, recorder) = two_users_waiting().await;
+    let v4 = "
+id: survey
+start: ask_a
+nodes:
+  ask_a: { kind: ask, prompt: A?, store: a, next: ask_b }
+  ask_b: { kind: wait, for: 1h, cancel_on_message: true, next: done }
+  done: { kind: end, text: 'v4 done' }
+";
+    runtime
+        .publish(sources(v4), Some(MigrationPolicy::Map(BTreeMap::new())))
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    let u2 = runtime.inspect(&key("u2")).unwrap();
+    assert_eq!(u2.record.state.node.as_deref(), Some("ask_b"));
+    assert_eq!(
+        u2.timers.len(),
+        1,
+        "the wait node ran again and set its timer"
+    );
+    runtime
+        .ingest(vec![message("u2", "w", 9, "hey")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    assert_eq!(recorder.texts("u2").last().unwrap(), "v4 done");
+}
