@@ -75,6 +75,23 @@ fn strands(flows: &FlowSet, state: &ConversationState, target: Option<&str>) -> 
         })
 }
 
+/// Unmarks a conversation as running when its writer unwinds from a panic.
+struct RunningGuard<'r> {
+    runtime: &'r Runtime,
+    key: &'r ConversationKey,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(mut running) = self.runtime.inner.running.lock()
+        {
+            running.remove(self.key);
+            tracing::error!(conversation = %self.key, "conversation writer panicked; its work resumes with its next event");
+        }
+    }
+}
+
 /// A short description of an event, without message text.
 fn summary(event: &Event, timestamp: u64) -> String {
     let what = match event {
@@ -99,6 +116,12 @@ impl Runtime {
     /// The writer task of one conversation: runs until its inbox and outbox are drained and no
     /// new work arrived meanwhile.
     pub(crate) async fn writer(&self, key: ConversationKey) {
+        // If an effect handler panics, the conversation must not stay marked as running with
+        // nobody working on it: its work is durable and resumes with its next event or restart.
+        let _guard = RunningGuard {
+            runtime: self,
+            key: &key,
+        };
         loop {
             if let Err(err) = self.drain(&key).await {
                 if err.is_permanent() {
@@ -457,18 +480,29 @@ impl Runtime {
             item: item.clone(),
             result: inbound,
         };
-        if let Err(err) = self.inner.commit.apply(vec![write]).await {
+        let stored = self.inner.commit.apply(vec![write]).await;
+        let id = (item.conversation.clone(), item.turn, item.step);
+        if let Err(err) = stored {
+            // The call stays in the outbox: it stops counting as in flight first, so that the
+            // writer scheduled next starts it again.
             tracing::error!(conversation = %item.conversation, error = %err, "cannot store a plugin result; the call will run again");
+            self.finish_call(&id);
+            self.schedule(item.conversation.clone());
+            return;
         }
         // Scheduled before the call stops counting as in flight, so the conversation never looks
         // idle in between.
         self.schedule(item.conversation.clone());
+        self.finish_call(&id);
+        self.inner.stats.effects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn finish_call(&self, id: &(ConversationKey, u64, u32)) {
         if let Ok(mut in_flight) = self.inner.in_flight.lock() {
-            in_flight.remove(&(item.conversation.clone(), item.turn, item.step));
+            in_flight.remove(id);
             if in_flight.is_empty() {
                 self.inner.idle.notify_waiters();
             }
         }
-        self.inner.stats.effects.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -144,6 +144,7 @@ pub(crate) struct Inner {
     pub(crate) idle: Notify,
     pub(crate) stats: Stats,
     pub(crate) operator_ids: AtomicU64,
+    pub(crate) publishing: tokio::sync::Mutex<()>,
 }
 
 impl Runtime {
@@ -169,6 +170,7 @@ impl Runtime {
                 idle: Notify::new(),
                 stats: Stats::default(),
                 operator_ids: AtomicU64::new(clock::now_ms() << 8),
+                publishing: tokio::sync::Mutex::new(()),
             }),
         };
         timers::spawn(runtime.clone());
@@ -273,6 +275,8 @@ impl Runtime {
         sources: Vec<(String, String)>,
         policy: Option<MigrationPolicy>,
     ) -> Result<PublishReport, PublishError> {
+        // One publish at a time: two racing ones could leave the older version as the head.
+        let _one_publish = self.inner.publishing.lock().await;
         let registry = &self.inner.registry;
         let (hash, flows, stranded) = registry.prepare(sources)?;
         if flows.get(&self.inner.config.entry_flow).is_none() {

@@ -160,7 +160,13 @@ impl Registry {
     pub fn stranded_by(&self, hash: &str, flows: &FlowSet) -> Result<Vec<Stranded>, StoreError> {
         let mut counts: BTreeMap<(String, String, String), usize> = BTreeMap::new();
         for version in self.store.versions()? {
-            if version == hash {
+            // Only this bot's conversations: a store may hold several bots.
+            if version == hash
+                || self
+                    .store
+                    .version(&version)?
+                    .is_some_and(|v| v.bot != self.bot)
+            {
                 continue;
             }
             for (place, _) in self.store.placed(&version)? {
