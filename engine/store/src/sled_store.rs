@@ -323,11 +323,12 @@ impl Store for SledStore {
                             group.insert(key, encode(&record)?);
                             if let Some(item) = failed {
                                 let item_key = outbox_key(item);
-                                if group.get(&item_key)?.is_some() {
+                                if let Some(stored) = group.get(&item_key)? {
                                     if *skip {
                                         group.remove(item_key);
                                     } else {
-                                        let mut retried = item.clone();
+                                        let mut retried: OutboxItem =
+                                            decode("outbox item", &stored)?;
                                         retried.attempts = 0;
                                         retried.not_before = 0;
                                         group.insert(item_key, encode(&retried)?);

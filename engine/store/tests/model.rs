@@ -13,6 +13,8 @@ enum Op {
     Complete { user: u8 },
     Remove { user: u8 },
     Fire,
+    Pause { user: u8 },
+    Unpause { user: u8, skip: bool, stale: bool },
     Reopen,
 }
 
@@ -23,6 +25,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3u8).prop_map(|user| Op::Complete { user }),
         1 => (0..3u8).prop_map(|user| Op::Remove { user }),
         1 => Just(Op::Fire),
+        1 => (0..3u8).prop_map(|user| Op::Pause { user }),
+        1 => (0..3u8, any::<bool>(), any::<bool>()).prop_map(|(user, skip, stale)| Op::Unpause { user, skip, stale }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -142,6 +146,39 @@ fn apply(store: &dyn Store, op: &Op) -> String {
             }
             None => "no timer".into(),
         },
+        Op::Pause { user } => {
+            let key = key(*user);
+            match store.conversation(&key).unwrap() {
+                Some(mut record) => {
+                    record.paused = Some("send failed".into());
+                    store.put_conversation(&key, &record).unwrap();
+                    "paused".into()
+                }
+                None => "none".into(),
+            }
+        }
+        Op::Unpause { user, skip, stale } => {
+            let key = key(*user);
+            let Some(record) = store.conversation(&key).unwrap() else {
+                return "none".into();
+            };
+            let failed = store
+                .outbox(&key)
+                .unwrap()
+                .into_iter()
+                .next()
+                .map(|mut item| {
+                    item.last_error = Some("boom".into());
+                    item
+                });
+            let write = Write::Unpause {
+                conversation: key,
+                turns: record.turns + u64::from(*stale),
+                failed,
+                skip: *skip,
+            };
+            format!("{:?}", store.apply(&[write]).unwrap())
+        }
         Op::Reopen => "reopen".into(),
     }
 }
@@ -190,7 +227,7 @@ fn reopen(dir: &std::path::Path) -> SledStore {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
     fn sled_behaves_like_the_model(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
