@@ -177,19 +177,6 @@ impl Store for MemoryStore {
         Ok(keys.into_iter().collect())
     }
 
-    fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()> {
-        let previous = self.conversation(key)?.map(|r| Place::of(&r));
-        self.commit(&TurnCommit {
-            conversation: key.clone(),
-            record: record.clone(),
-            previous,
-            consumed: Vec::new(),
-            outbox: Vec::new(),
-            set_timers: Vec::new(),
-            cancel_timers: Vec::new(),
-        })
-    }
-
     fn outbox(&self, key: &ConversationKey) -> Result<Vec<OutboxItem>> {
         let state = self.lock()?;
         Ok(state

@@ -133,7 +133,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Replaces a conversation's record alone (admin actions: pause, resume, reset, migrate).
-    fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()>;
+    fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()> {
+        let previous = self.conversation(key)?.map(|r| Place::of(&r));
+        self.commit(&TurnCommit {
+            conversation: key.clone(),
+            record: record.clone(),
+            previous,
+            consumed: Vec::new(),
+            outbox: Vec::new(),
+            set_timers: Vec::new(),
+            cancel_timers: Vec::new(),
+        })
+    }
 
     /// A conversation's pending effects, in (turn, step) order.
     fn outbox(&self, key: &ConversationKey) -> Result<Vec<OutboxItem>>;

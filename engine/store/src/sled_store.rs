@@ -387,19 +387,6 @@ impl Store for SledStore {
         self.owners(INBOX)
     }
 
-    fn put_conversation(&self, key: &ConversationKey, record: &StoredConversation) -> Result<()> {
-        let previous = self.conversation(key)?.map(|r| Place::of(&r));
-        self.commit(&crate::record::TurnCommit {
-            conversation: key.clone(),
-            record: record.clone(),
-            previous,
-            consumed: Vec::new(),
-            outbox: Vec::new(),
-            set_timers: Vec::new(),
-            cancel_timers: Vec::new(),
-        })
-    }
-
     fn outbox(&self, key: &ConversationKey) -> Result<Vec<OutboxItem>> {
         self.data
             .scan_prefix(conversation_scoped(key, OUTBOX))
