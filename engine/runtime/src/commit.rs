@@ -9,6 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use influxify_store::{Applied, Store, StoreError, Write};
 use tokio::sync::{mpsc, oneshot};
 
+/// What failed inside the committer: applying a group (nothing written), or flushing it.
+enum Failure {
+    Apply(StoreError),
+    Flush(StoreError),
+}
+
 struct Request {
     writes: Vec<Write>,
     reply: oneshot::Sender<Result<Vec<Applied>, String>>,
@@ -37,6 +43,8 @@ impl GroupCommit {
         let flush_micros = Arc::new(AtomicU64::new(0));
         let (count, busy) = (flushes.clone(), flush_micros.clone());
         tokio::spawn(async move {
+            // Set when a flush failed: from then on every request fails.
+            let mut broken: Option<String> = None;
             while let Some(first) = incoming.recv().await {
                 let mut batch = vec![first];
                 if batching {
@@ -49,20 +57,42 @@ impl GroupCommit {
                     .iter_mut()
                     .flat_map(|r| std::mem::take(&mut r.writes))
                     .collect();
+                if let Some(why) = &broken {
+                    for request in batch {
+                        let _ = request.reply.send(Err(why.clone()));
+                    }
+                    continue;
+                }
                 let store = store.clone();
                 let began = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
                     let applied = if writes.is_empty() {
                         Vec::new()
                     } else {
-                        store.apply(&writes)?
+                        store.apply(&writes).map_err(Failure::Apply)?
                     };
-                    store.flush()?;
-                    Ok::<_, StoreError>(applied)
+                    if let Err(err) = store.flush() {
+                        // The group is visible but may not be on disk: nothing may act on it, and
+                        // nothing written after it may be acknowledged. Only a restart (which
+                        // recovers from what is on disk) can continue.
+                        return Err(Failure::Flush(err));
+                    }
+                    Ok(applied)
                 })
                 .await
                 .map_err(|err| err.to_string())
-                .and_then(|r| r.map_err(|err| err.to_string()));
+                .and_then(|r| {
+                    r.map_err(|failure| match failure {
+                        Failure::Apply(err) => err.to_string(),
+                        Failure::Flush(err) => {
+                            let why =
+                                format!("the store could not flush ({err}); restart the process");
+                            tracing::error!("{why}");
+                            broken = Some(why.clone());
+                            why
+                        }
+                    })
+                });
                 count.fetch_add(1, Ordering::Relaxed);
                 busy.fetch_add(
                     u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use influxify_core::Status;
 use influxify_runtime::EffectError;
-use influxify_store::Ingested;
+use influxify_store::{ConversationKey, Inbound, Ingested};
 
 use crate::*;
 
@@ -331,4 +331,123 @@ async fn oversized_ids_are_refused_with_a_clear_error() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("too long"), "{err}");
+}
+
+/// A store whose flushes start failing on demand: the disk is gone.
+#[derive(Debug, Default)]
+struct FailingDisk {
+    inner: influxify_store::MemoryStore,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl influxify_store::Store for FailingDisk {
+    fn apply(
+        &self,
+        writes: &[influxify_store::Write],
+    ) -> influxify_store::Result<Vec<influxify_store::Applied>> {
+        self.inner.apply(writes)
+    }
+    fn flush(&self) -> influxify_store::Result<()> {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(influxify_store::StoreError::Backend(
+                "No space left on device".into(),
+            ));
+        }
+        self.inner.flush()
+    }
+    fn conversation(
+        &self,
+        key: &ConversationKey,
+    ) -> influxify_store::Result<Option<influxify_store::StoredConversation>> {
+        self.inner.conversation(key)
+    }
+    fn inbox(&self, key: &ConversationKey) -> influxify_store::Result<Vec<(u64, Inbound)>> {
+        self.inner.inbox(key)
+    }
+    fn conversations_with_inbox(&self) -> influxify_store::Result<Vec<ConversationKey>> {
+        self.inner.conversations_with_inbox()
+    }
+    fn outbox(
+        &self,
+        key: &ConversationKey,
+    ) -> influxify_store::Result<Vec<influxify_store::OutboxItem>> {
+        self.inner.outbox(key)
+    }
+    fn conversations_with_outbox(&self) -> influxify_store::Result<Vec<ConversationKey>> {
+        self.inner.conversations_with_outbox()
+    }
+    fn update_outbox(&self, item: &influxify_store::OutboxItem) -> influxify_store::Result<()> {
+        self.inner.update_outbox(item)
+    }
+    fn remove_outbox(&self, item: &influxify_store::OutboxItem) -> influxify_store::Result<()> {
+        self.inner.remove_outbox(item)
+    }
+    fn next_timer(&self) -> influxify_store::Result<Option<influxify_store::Timer>> {
+        self.inner.next_timer()
+    }
+    fn timers(
+        &self,
+        key: &ConversationKey,
+    ) -> influxify_store::Result<Vec<influxify_store::Timer>> {
+        self.inner.timers(key)
+    }
+    fn put_version(&self, version: &influxify_store::FlowVersion) -> influxify_store::Result<()> {
+        self.inner.put_version(version)
+    }
+    fn version(&self, hash: &str) -> influxify_store::Result<Option<influxify_store::FlowVersion>> {
+        self.inner.version(hash)
+    }
+    fn set_head(&self, bot: &str, hash: &str) -> influxify_store::Result<()> {
+        self.inner.set_head(bot, hash)
+    }
+    fn head(&self, bot: &str) -> influxify_store::Result<Option<String>> {
+        self.inner.head(bot)
+    }
+    fn placed(
+        &self,
+        version: &str,
+    ) -> influxify_store::Result<Vec<(influxify_store::Place, ConversationKey)>> {
+        self.inner.placed(version)
+    }
+    fn versions(&self) -> influxify_store::Result<Vec<String>> {
+        self.inner.versions()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_flush_nothing_more_is_acknowledged() {
+    let disk = Arc::new(FailingDisk::default());
+    let recorder = Arc::new(Recorder::default());
+    let runtime = runtime_with(
+        disk.clone(),
+        recorder.clone(),
+        "echo",
+        &[("echo.yaml", ECHO)],
+    )
+    .await;
+    runtime
+        .ingest(vec![message("fd", "m1", 1, "hi")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    disk.broken
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = runtime
+        .ingest(vec![message("fd", "m2", 2, "lost?")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    // Even once the disk answers again, the process must restart to know what is on disk.
+    disk.broken
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let err = runtime
+        .ingest(vec![message("fd", "m3", 3, "still?")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("restart the process"), "{err}");
+    assert_eq!(
+        recorder.texts("fd"),
+        ["ready"],
+        "nothing acted on the unflushed turn"
+    );
 }
