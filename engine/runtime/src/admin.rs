@@ -147,7 +147,11 @@ impl Runtime {
             now_ms(),
             Event::Operator(action),
         );
-        self.ingest(vec![inbound]).await?;
-        Ok(())
+        match self.ingest(vec![inbound]).await?.pop() {
+            Some(influxify_store::Ingested::New(_)) => Ok(()),
+            _ => Err(RuntimeError::Refused(
+                "this operator action was already recorded (duplicate id); try again".into(),
+            )),
+        }
     }
 }

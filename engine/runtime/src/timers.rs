@@ -1,6 +1,7 @@
 //! The durable-timer task: it sleeps until the first timer in the store falls due (or until a
-//! commit sets an earlier one), then moves it into its conversation's inbox atomically, so a
-//! timer fires exactly once, and timers that fell due while the process was down fire at start.
+//! commit sets an earlier one), then moves due timers into their conversations' inboxes
+//! atomically, so a timer fires exactly once, and timers that fell due while the process was
+//! down fire at start, many per group.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,18 +12,21 @@ use influxify_store::{Applied, Inbound, Timer, Write};
 use crate::Runtime;
 use crate::clock::now_ms;
 
+/// The most timers fired in one group.
+const TIMERS_PER_GROUP: usize = 512;
+
 /// Starts the timer task.
 pub(crate) fn spawn(runtime: Runtime) {
     tokio::spawn(async move {
         loop {
             match runtime.next_due().await {
-                Ok(Some(timer)) => {
-                    if let Err(err) = runtime.fire(&timer).await {
-                        tracing::error!(error = %err, "cannot fire a timer; retrying");
+                Ok(due) if due.is_empty() => {}
+                Ok(due) => {
+                    if let Err(err) = runtime.fire(due).await {
+                        tracing::error!(error = %err, "cannot fire timers; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
-                Ok(None) => {}
                 Err(err) => {
                     tracing::error!(error = %err, "cannot read timers; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -33,46 +37,49 @@ pub(crate) fn spawn(runtime: Runtime) {
 }
 
 impl Runtime {
-    /// Waits for the next due timer; `None` when woken to look again.
-    async fn next_due(&self) -> Result<Option<Timer>, crate::RuntimeError> {
+    /// Waits for timers to fall due and returns them; empty when woken to look again.
+    async fn next_due(&self) -> Result<Vec<Timer>, crate::RuntimeError> {
         let wake = self.inner.timer_wake.notified();
+        let now = now_ms();
+        let due = self.inner.store.due_timers(now, TIMERS_PER_GROUP)?;
+        if !due.is_empty() {
+            return Ok(due);
+        }
         match self.inner.store.next_timer()? {
             Some(timer) => {
-                let now = now_ms();
-                if timer.due <= now {
-                    return Ok(Some(timer));
-                }
-                let wait = Duration::from_millis(timer.due - now);
+                let wait = Duration::from_millis(timer.due.saturating_sub(now).max(1));
                 tokio::select! {
-                    () = tokio::time::sleep(wait) => Ok(None),
-                    () = wake => Ok(None),
+                    () = tokio::time::sleep(wait) => Ok(Vec::new()),
+                    () = wake => Ok(Vec::new()),
                 }
             }
             None => {
                 wake.await;
-                Ok(None)
+                Ok(Vec::new())
             }
         }
     }
 
-    async fn fire(&self, timer: &Timer) -> Result<(), crate::RuntimeError> {
-        let inbound = Inbound::new(
-            timer.conversation.clone(),
-            format!("timer:{}:{}", timer.conversation.user, timer.timer),
-            now_ms(),
-            Event::Timer { timer: timer.timer },
-        );
-        let write = Write::Fire {
-            timer: timer.clone(),
-            event: inbound,
-        };
-        let fired = matches!(
-            self.inner.commit.apply(vec![write]).await?.pop(),
-            Some(Applied::Fired(true))
-        );
-        if fired {
-            self.inner.stats.timers.fetch_add(1, Ordering::Relaxed);
-            self.schedule(timer.conversation.clone());
+    async fn fire(&self, timers: Vec<Timer>) -> Result<(), crate::RuntimeError> {
+        let now = now_ms();
+        let writes: Vec<Write> = timers
+            .iter()
+            .map(|timer| Write::Fire {
+                timer: timer.clone(),
+                event: Inbound::new(
+                    timer.conversation.clone(),
+                    format!("timer:{}:{}", timer.conversation.user, timer.timer),
+                    now,
+                    Event::Timer { timer: timer.timer },
+                ),
+            })
+            .collect();
+        let applied = self.inner.commit.apply(writes).await?;
+        for (timer, result) in timers.into_iter().zip(applied) {
+            if result == Applied::Fired(true) {
+                self.inner.stats.timers.fetch_add(1, Ordering::Relaxed);
+                self.schedule(timer.conversation);
+            }
         }
         Ok(())
     }

@@ -215,6 +215,21 @@ impl Store for MemoryStore {
             }))
     }
 
+    fn due_timers(&self, until: u64, limit: usize) -> Result<Vec<Timer>> {
+        Ok(self
+            .lock()?
+            .timers
+            .iter()
+            .take_while(|(due, ..)| *due <= until)
+            .take(limit)
+            .map(|(due, _, timer, conversation)| Timer {
+                conversation: conversation.clone(),
+                timer: *timer,
+                due: *due,
+            })
+            .collect())
+    }
+
     fn timers(&self, key: &ConversationKey) -> Result<Vec<Timer>> {
         let state = self.lock()?;
         Ok(state

@@ -174,6 +174,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The timer that falls due first.
     fn next_timer(&self) -> Result<Option<Timer>>;
 
+    /// Up to `limit` timers due at or before `until`, earliest first (a backlog after downtime
+    /// fires in a few groups, not one flush per timer).
+    fn due_timers(&self, until: u64, limit: usize) -> Result<Vec<Timer>>;
+
     /// A conversation's pending timers.
     fn timers(&self, key: &ConversationKey) -> Result<Vec<Timer>>;
 

@@ -414,24 +414,35 @@ impl Store for SledStore {
     }
 
     fn next_timer(&self) -> Result<Option<Timer>> {
+        Ok(self.due_timers(u64::MAX, 1)?.pop())
+    }
+
+    fn due_timers(&self, until: u64, limit: usize) -> Result<Vec<Timer>> {
         let prefix = global(TIMERS);
-        let Some(entry) = self.data.scan_prefix(&prefix).next() else {
-            return Ok(None);
-        };
-        let (key, _) = entry.map_err(backend)?;
         let corrupt = || StoreError::Corrupt {
             what: "timer key".into(),
             error: "malformed".into(),
         };
-        let due = read_u64(&key, prefix.len()).ok_or_else(corrupt)?;
-        let (conversation, rest) =
-            ConversationKey::split_prefix(&key[prefix.len() + 8..]).ok_or_else(corrupt)?;
-        let timer = read_u64(rest, 0).ok_or_else(corrupt)?;
-        Ok(Some(Timer {
-            conversation,
-            timer,
-            due,
-        }))
+        let mut timers = Vec::new();
+        for entry in self.data.scan_prefix(&prefix) {
+            if timers.len() >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(backend)?;
+            let due = read_u64(&key, prefix.len()).ok_or_else(corrupt)?;
+            if due > until {
+                break;
+            }
+            let (conversation, rest) =
+                ConversationKey::split_prefix(&key[prefix.len() + 8..]).ok_or_else(corrupt)?;
+            let timer = read_u64(rest, 0).ok_or_else(corrupt)?;
+            timers.push(Timer {
+                conversation,
+                timer,
+                due,
+            });
+        }
+        Ok(timers)
     }
 
     fn timers(&self, key: &ConversationKey) -> Result<Vec<Timer>> {

@@ -202,7 +202,11 @@ fn observe(store: &dyn Store) -> String {
             store.timers(&key).unwrap()
         );
     }
-    out += &format!("next {:?}\n", store.next_timer().unwrap());
+    out += &format!(
+        "next {:?} due {:?}\n",
+        store.next_timer().unwrap(),
+        store.due_timers(103, 3).unwrap()
+    );
     // Listing order is the backend's key order (partitions first for sled): compare as sets.
     let mut with_inbox = store.conversations_with_inbox().unwrap();
     with_inbox.sort();

@@ -385,6 +385,13 @@ impl influxify_store::Store for FailingDisk {
     fn next_timer(&self) -> influxify_store::Result<Option<influxify_store::Timer>> {
         self.inner.next_timer()
     }
+    fn due_timers(
+        &self,
+        until: u64,
+        limit: usize,
+    ) -> influxify_store::Result<Vec<influxify_store::Timer>> {
+        self.inner.due_timers(until, limit)
+    }
     fn timers(
         &self,
         key: &ConversationKey,

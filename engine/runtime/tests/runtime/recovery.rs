@@ -80,6 +80,58 @@ fn a_timer_due_while_the_process_was_down_fires_once_at_start() {
 }
 
 #[test]
+fn a_backlog_of_timers_due_during_downtime_fires_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = 300;
+    process(
+        dir.path(),
+        Arc::new(Recorder::default()),
+        "remind",
+        async |runtime| {
+            runtime
+                .publish(vec![("remind.yaml".into(), REMINDER.into())], None)
+                .await
+                .unwrap();
+            let mut events = Vec::new();
+            for user in 0..users {
+                events.push(message(
+                    &format!("b{user}"),
+                    &format!("{user}-1"),
+                    now(),
+                    "hi",
+                ));
+                events.push(message(
+                    &format!("b{user}"),
+                    &format!("{user}-2"),
+                    now(),
+                    "soon",
+                ));
+            }
+            runtime.ingest(events).await.unwrap();
+            runtime.quiesce().await;
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let recorder = Arc::new(Recorder::default());
+    process(dir.path(), recorder.clone(), "remind", async |runtime| {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        runtime.quiesce().await;
+        let fired = runtime
+            .stats()
+            .timers
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(fired, users as u64);
+    });
+    for user in 0..users {
+        assert_eq!(
+            recorder.texts(&format!("b{user}")),
+            ["Reminder: soon"],
+            "user b{user}"
+        );
+    }
+}
+
+#[test]
 fn unprocessed_inbox_entries_and_pending_effects_resume_at_start() {
     let dir = tempfile::tempdir().unwrap();
     {
