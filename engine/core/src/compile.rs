@@ -603,7 +603,8 @@ impl<'a> FlowCompiler<'a> {
             self.error(Code::Shape, field, "a title is empty".to_string());
             return;
         }
-        let chars = title.chars().count();
+        // What a reader sees as one character (an emoji with modifiers) counts as one.
+        let chars = unicode_segmentation::UnicodeSegmentation::graphemes(title, true).count();
         if !template::has_template_syntax(title) && chars > MAX_TITLE_CHARS {
             self.error(
                 Code::TitleTooLong,

@@ -298,3 +298,18 @@ fn regression_many_bad_edges_stay_fast() {
         started.elapsed()
     );
 }
+
+#[test]
+fn regression_titles_count_what_a_reader_sees() {
+    let family = "👨‍👩‍👧‍👦";
+    let ok = format!(
+        "id: f\nstart: a\nnodes:\n  a:\n    kind: message\n    text: hi\n    quick_replies: [{{ title: '{}' }}]\n    next: b\n  b: {{ kind: end }}\n",
+        family.repeat(3)
+    );
+    assert!(check(&ok).is_empty(), "{:#?}", check(&ok));
+    let long = ok.replace(&family.repeat(3), &"é".repeat(21));
+    assert_eq!(
+        check(&long).iter().map(|f| f.0).collect::<Vec<_>>(),
+        ["F0017"]
+    );
+}
