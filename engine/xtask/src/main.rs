@@ -49,9 +49,11 @@ fn run(mut command: Command) -> Result<(), String> {
 }
 
 /// Everything the tests need beyond the Rust toolchain is installed here, so that the one test
-/// command works on a fresh machine. The flow engine core needs nothing more yet.
+/// command works on a fresh machine: the wasm32-wasip2 target the plugins are built for.
 fn setup() -> Result<(), String> {
-    Ok(())
+    let mut target = Command::new("rustup");
+    target.args(["target", "add", "wasm32-wasip2"]);
+    run(target)
 }
 
 fn test() -> Result<(), String> {
@@ -65,6 +67,16 @@ fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
+    let mut fmt_plugins = cargo();
+    fmt_plugins.args([
+        "fmt",
+        "--all",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+        "--",
+        "--check",
+    ]);
+    run(fmt_plugins)?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
