@@ -150,16 +150,22 @@ async fn throughput_once(group_commit: bool, turns: u64, clients: u64) -> (f64, 
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0);
         eprintln!(
-            "  {elapsed:.2} s, flushing {:.2} s, {} MB written by the process so far",
+            "  {elapsed:.2} s, flushing {:.2} s, {} MB written by the process so far, RSS {} MB, {} threads",
             runtime.flush_micros() as f64 / 1e6,
-            written / 1_000_000
+            written / 1_000_000,
+            rss_kb() / 1024,
+            std::fs::read_dir("/proc/self/task")
+                .map(|d| d.count())
+                .unwrap_or(0)
         );
     }
     assert_eq!(committed, turns, "every turn committed");
-    (
-        committed as f64 / elapsed,
-        runtime.flushes() - flushes_before,
-    )
+    let flushes = runtime.flushes() - flushes_before;
+    // Release the store before the next run, so that runs do not share the machine with the
+    // caches of earlier ones.
+    runtime.shutdown().await.expect("runtime stops");
+    drop(runtime);
+    (committed as f64 / elapsed, flushes)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -75,6 +75,13 @@ fn strands(flows: &FlowSet, state: &ConversationState, target: Option<&str>) -> 
         })
 }
 
+/// What a writer knows of its conversation without reading the store: the record and the
+/// pending effects, just committed.
+pub(crate) struct Known {
+    pub(crate) record: StoredConversation,
+    pub(crate) pending: Vec<OutboxItem>,
+}
+
 /// Unmarks a conversation as running when its writer unwinds from a panic.
 struct RunningGuard<'r> {
     runtime: &'r Runtime,
@@ -114,8 +121,9 @@ fn summary(event: &Event, timestamp: u64) -> String {
 
 impl Runtime {
     /// The writer task of one conversation: runs until its inbox and outbox are drained and no
-    /// new work arrived meanwhile.
-    pub(crate) async fn writer(&self, key: ConversationKey) {
+    /// new work arrived meanwhile. `known` is the conversation's record and pending effects
+    /// when the caller has just committed them (saves reading them back).
+    pub(crate) async fn writer(&self, key: ConversationKey, mut known: Option<Known>) {
         // If an effect handler panics, the conversation must not stay marked as running with
         // nobody working on it: its work is durable and resumes with its next event or restart.
         let _guard = RunningGuard {
@@ -123,7 +131,18 @@ impl Runtime {
             key: &key,
         };
         loop {
-            if let Err(err) = self.drain(&key).await {
+            if let Some(why) = self.inner.commit.broken() {
+                // What the store shows may not be on disk: act on none of it.
+                tracing::error!(conversation = %key, why, "conversation writer stopped");
+                if let Ok(mut running) = self.inner.running.lock() {
+                    running.remove(&key);
+                    if running.is_empty() {
+                        self.inner.idle.notify_waiters();
+                    }
+                }
+                return;
+            }
+            if let Err(err) = self.drain(&key, known.take()).await {
                 if err.is_permanent() {
                     // Trying again cannot help (a record or flow version that cannot be read):
                     // pause the conversation with the reason, for an operator to see.
@@ -154,18 +173,26 @@ impl Runtime {
         }
     }
 
-    async fn drain(&self, key: &ConversationKey) -> Result<(), RuntimeError> {
+    async fn drain(&self, key: &ConversationKey, known: Option<Known>) -> Result<(), RuntimeError> {
         let store = &self.inner.store;
         // Read once; afterwards the writer knows its record and the effects it queued (it is
         // the only one writing them), which saves decoding them again on every turn.
-        let mut record = store.conversation(key)?;
-        let mut pending = store.outbox(key)?;
+        // A caller that just committed for an idle conversation knows its inbox was empty, and
+        // whatever lands there since marks the conversation dirty (see `schedule`).
+        let mut inbox_empty = known.is_some();
+        let (mut record, mut pending) = match known {
+            Some(known) => (Some(known.record), known.pending),
+            None => (store.conversation(key)?, store.outbox(key)?),
+        };
         loop {
             if record.as_ref().is_some_and(|r| r.paused.is_some()) {
                 // An effect failed for good: the conversation waits for an operator.
                 return Ok(());
             }
             if !pending.is_empty() && !self.run_effects(key, std::mem::take(&mut pending)).await? {
+                return Ok(());
+            }
+            if std::mem::take(&mut inbox_empty) && !self.dirty(key) {
                 return Ok(());
             }
             let inbox = store.inbox(key)?;
@@ -197,7 +224,16 @@ impl Runtime {
         }
     }
 
-    fn new_record(&self) -> Result<StoredConversation, RuntimeError> {
+    /// Whether work arrived for a running conversation since its writer last looked.
+    fn dirty(&self, key: &ConversationKey) -> bool {
+        self.inner
+            .running
+            .lock()
+            .map(|running| running.get(key).copied().unwrap_or(true))
+            .unwrap_or(true)
+    }
+
+    pub(crate) fn new_record(&self) -> Result<StoredConversation, RuntimeError> {
         let version = self
             .inner
             .registry
@@ -214,7 +250,7 @@ impl Runtime {
     }
 
     /// Runs one inbox entry through the step function and returns what to commit.
-    fn apply(
+    pub(crate) fn apply(
         &self,
         key: &ConversationKey,
         record: &mut StoredConversation,

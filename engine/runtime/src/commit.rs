@@ -3,8 +3,8 @@
 //! answers everyone. Idle, a request is applied and flushed at once (no added latency); busy,
 //! one transaction and one fsync serve a whole batch.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use influxify_store::{Applied, Store, StoreError, Write};
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +24,8 @@ struct Request {
 #[derive(Debug, Clone)]
 pub struct GroupCommit {
     requests: mpsc::UnboundedSender<Request>,
+    /// Set once a flush failed, with why.
+    broken: Arc<Mutex<Option<String>>>,
     flushes: Arc<AtomicU64>,
     flush_micros: Arc<AtomicU64>,
 }
@@ -42,6 +44,8 @@ impl GroupCommit {
         let flushes = Arc::new(AtomicU64::new(0));
         let flush_micros = Arc::new(AtomicU64::new(0));
         let (count, busy) = (flushes.clone(), flush_micros.clone());
+        let shared_broken = Arc::new(Mutex::new(None));
+        let broken_slot = shared_broken.clone();
         tokio::spawn(async move {
             // Set when a flush failed: from then on every request fails.
             let mut broken: Option<String> = None;
@@ -89,6 +93,9 @@ impl GroupCommit {
                                 format!("the store could not flush ({err}); restart the process");
                             tracing::error!("{why}");
                             broken = Some(why.clone());
+                            if let Ok(mut slot) = broken_slot.lock() {
+                                *slot = Some(why.clone());
+                            }
                             why
                         }
                     })
@@ -117,6 +124,7 @@ impl GroupCommit {
         });
         GroupCommit {
             requests,
+            broken: shared_broken,
             flushes,
             flush_micros,
         }
@@ -139,6 +147,12 @@ impl GroupCommit {
     /// Returns once every write made before the call is durable.
     pub async fn durable(&self) -> Result<(), StoreError> {
         self.apply(Vec::new()).await.map(|_| ())
+    }
+
+    /// Why the committer stopped accepting writes, once a flush failed: what the store holds
+    /// may then not be on disk, so nothing may act on it until a restart.
+    pub fn broken(&self) -> Option<String> {
+        self.broken.lock().ok().and_then(|why| why.clone())
     }
 
     /// Time spent applying and flushing so far, in microseconds.

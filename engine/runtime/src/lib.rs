@@ -3,7 +3,9 @@
 //!
 //! 1. [`Runtime::ingest`] deduplicates events on (channel, provider id), appends them to their
 //!    conversations' inboxes and returns once that is flushed (group commit): only then may the
-//!    webhook be acknowledged.
+//!    webhook be acknowledged. For a conversation with nothing queued and no writer, ingest runs
+//!    the turn at once and commits it with the dedup markers instead (no inbox entry to write
+//!    and remove): the same guarantees, fewer writes.
 //! 2. The conversation's single writer takes inbox entries in order, runs the step function
 //!    against the flow version the conversation is pinned to, and commits the new state, the
 //!    consumed entries, the effects (outbox) and the timers in one transaction.
@@ -17,17 +19,16 @@ pub mod admin;
 pub mod clock;
 pub mod commit;
 pub mod effects;
+mod ingest;
 mod timers;
 pub mod versions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use influxify_core::Catalog;
-use influxify_store::{
-    Applied, ConversationKey, Inbound, Ingested, Migration, Store, StoreError, Write,
-};
+use influxify_store::{ConversationKey, Inbound, Migration, Store, StoreError};
 use tokio::sync::Notify;
 
 pub use commit::GroupCommit;
@@ -141,6 +142,8 @@ pub(crate) struct Inner {
     /// Plugin calls under way: (conversation, turn, step).
     pub(crate) in_flight: Mutex<HashSet<(ConversationKey, u64, u32)>>,
     pub(crate) timer_wake: Notify,
+    /// Set by [`Runtime::shutdown`]: the timer task ends.
+    pub(crate) stopping: AtomicBool,
     pub(crate) idle: Notify,
     pub(crate) stats: Stats,
     pub(crate) operator_ids: AtomicU64,
@@ -167,6 +170,7 @@ impl Runtime {
                 running: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
                 timer_wake: Notify::new(),
+                stopping: AtomicBool::new(false),
                 idle: Notify::new(),
                 stats: Stats::default(),
                 operator_ids: AtomicU64::new(clock::now_ms() << 8),
@@ -207,64 +211,6 @@ impl Runtime {
     /// The flow versions.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
-    }
-
-    /// Ingests events and returns once they are durable: acknowledge the webhook only then. A
-    /// batch is applied in the order of the provider's timestamps.
-    pub async fn ingest(&self, mut events: Vec<Inbound>) -> Result<Vec<Ingested>, RuntimeError> {
-        for event in &mut events {
-            // Migrations are queued by `publish` only.
-            event.migration = None;
-            let key = &event.conversation;
-            if key.channel.len() > MAX_CHANNEL_BYTES
-                || key.user.len() > MAX_ID_BYTES
-                || event.id.len() > MAX_ID_BYTES
-            {
-                return Err(RuntimeError::Refused(format!(
-                    "an event's channel ({} bytes), user id ({} bytes) or event id ({} bytes) is too long: at most {MAX_CHANNEL_BYTES}, {MAX_ID_BYTES} and {MAX_ID_BYTES}",
-                    key.channel.len(),
-                    key.user.len(),
-                    event.id.len()
-                )));
-            }
-        }
-        self.ingest_checked(events).await
-    }
-
-    async fn ingest_checked(
-        &self,
-        mut events: Vec<Inbound>,
-    ) -> Result<Vec<Ingested>, RuntimeError> {
-        // Stable: events with equal timestamps keep their arrival order.
-        let mut order: Vec<usize> = (0..events.len()).collect();
-        order.sort_by_key(|i| events[*i].timestamp);
-        let sorted: Vec<Inbound> = order.iter().map(|i| events[*i].clone()).collect();
-        let results_sorted = match self
-            .inner
-            .commit
-            .apply(vec![Write::Ingest(sorted)])
-            .await?
-            .pop()
-        {
-            Some(Applied::Ingested(results)) => results,
-            other => return Err(StoreError::Backend(format!("unexpected result {other:?}")).into()),
-        };
-        let mut results = vec![Ingested::Duplicate; events.len()];
-        for (position, index) in order.iter().enumerate() {
-            results[*index] = results_sorted[position];
-        }
-        for (event, result) in events.drain(..).zip(&results) {
-            match result {
-                Ingested::New(_) => {
-                    self.inner.stats.ingested.fetch_add(1, Ordering::Relaxed);
-                    self.schedule(event.conversation);
-                }
-                Ingested::Duplicate => {
-                    self.inner.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        Ok(results)
     }
 
     /// Publishes a new version of the bot's flows. With `policy` `None`, a version that would
@@ -385,9 +331,21 @@ impl Runtime {
             None => {
                 running.insert(key.clone(), false);
                 let runtime = self.clone();
-                tokio::spawn(async move { runtime.writer(key).await });
+                tokio::spawn(async move { runtime.writer(key, None).await });
             }
         }
+    }
+
+    /// Stops the runtime: waits for writers and plugin calls under way to finish, stops the
+    /// timer task and makes everything durable. Once every clone is dropped, the store is
+    /// released. Ingesting after this is an error for nobody but may go unprocessed until the
+    /// next start (timers no longer fire).
+    pub async fn shutdown(&self) -> Result<(), RuntimeError> {
+        self.quiesce().await;
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.timer_wake.notify_one();
+        self.inner.commit.durable().await?;
+        Ok(())
     }
 
     /// Waits until no writer runs, no plugin call is under way, and no timer is due (for tests

@@ -18,7 +18,7 @@ const TIMERS_PER_GROUP: usize = 512;
 /// Starts the timer task.
 pub(crate) fn spawn(runtime: Runtime) {
     tokio::spawn(async move {
-        loop {
+        while !runtime.inner.stopping.load(Ordering::Acquire) {
             match runtime.next_due().await {
                 Ok(due) if due.is_empty() => {}
                 Ok(due) => {

@@ -35,6 +35,21 @@ impl State {
                 self.commit(commit);
                 Applied::Committed
             }
+            Write::Turn { events, commits } => {
+                if events.iter().any(|e| self.dedup.contains(&dedup_key(e))) {
+                    return Applied::Turned(None);
+                }
+                let mut seqs = Vec::with_capacity(events.len());
+                for event in events {
+                    self.dedup.insert(dedup_key(event));
+                    self.next_seq += 1;
+                    seqs.push(self.next_seq);
+                }
+                for commit in commits {
+                    self.commit(commit);
+                }
+                Applied::Turned(Some(seqs))
+            }
             Write::Complete { item, result } => {
                 if self.outbox.remove(&outbox_key(item)).is_none() {
                     Applied::Completed(Ingested::Duplicate)
@@ -110,12 +125,7 @@ impl State {
     }
 
     fn ingest(&mut self, event: &Inbound) -> Ingested {
-        let key = (
-            event.conversation.partition(),
-            event.conversation.channel.clone(),
-            event.id.clone(),
-        );
-        if !self.dedup.insert(key) {
+        if !self.dedup.insert(dedup_key(event)) {
             return Ingested::Duplicate;
         }
         self.next_seq += 1;
@@ -123,6 +133,15 @@ impl State {
             .insert((event.conversation.clone(), self.next_seq), event.clone());
         Ingested::New(self.next_seq)
     }
+}
+
+/// What an event is deduplicated on: (partition, channel, provider id).
+fn dedup_key(event: &Inbound) -> (u16, String, String) {
+    (
+        event.conversation.partition(),
+        event.conversation.channel.clone(),
+        event.id.clone(),
+    )
 }
 
 /// The in-memory store. `flush` does nothing: nothing here survives the process.

@@ -14,6 +14,15 @@ pub enum Write {
     Ingest(Vec<Inbound>),
     /// Apply a turn.
     Commit(TurnCommit),
+    /// Ingest events and apply the turn they make at once, for a conversation with nothing
+    /// queued: their dedup markers, never an inbox entry. Writes nothing if any of the events
+    /// was ingested before (the caller then ingests them the ordinary way).
+    Turn {
+        /// The events, in the order the turn applied them.
+        events: Vec<Inbound>,
+        /// The turns, one per event (their `consumed` is empty).
+        commits: Vec<TurnCommit>,
+    },
     /// Remove a finished plugin call from the outbox and ingest its result.
     Complete {
         /// The call.
@@ -49,6 +58,8 @@ pub enum Applied {
     Ingested(Vec<Ingested>),
     /// The turn is applied.
     Committed,
+    /// The events' sequence numbers, or `None` when one was a duplicate and nothing was written.
+    Turned(Option<Vec<u64>>),
     /// The result was ingested (or the call was completed before: duplicate).
     Completed(Ingested),
     /// Whether the timer was still pending.

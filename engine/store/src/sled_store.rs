@@ -11,7 +11,9 @@ use sled::{Batch, Db, IVec, Tree};
 
 use crate::keys::{ConversationKey, PARTITIONS, read_u64, with_u64};
 use crate::port::{Applied, Place, Result, Store, StoreError, Write};
-use crate::record::{FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer};
+use crate::record::{
+    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
+};
 
 /// sled's page cache when none is configured.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -175,6 +177,45 @@ impl Group<'_> {
         self.changes.insert(key, None);
     }
 
+    /// Applies a turn: the record, consumed inbox entries, effects, timers, the place index.
+    fn commit(&mut self, commit: &TurnCommit) -> Result<()> {
+        let conversation = &commit.conversation;
+        self.insert(record_key(conversation), encode(&commit.record)?);
+        for seq in &commit.consumed {
+            self.remove(inbox_key(conversation, *seq));
+        }
+        for item in &commit.outbox {
+            self.insert(outbox_key(item), encode(item)?);
+        }
+        for timer in &commit.set_timers {
+            self.insert(timer_key(timer), Vec::new());
+            self.insert(
+                timer_index_key(conversation, timer.timer),
+                timer.due.to_be_bytes().to_vec(),
+            );
+        }
+        for id in &commit.cancel_timers {
+            let index = timer_index_key(conversation, *id);
+            if let Some(due) = self.get(&index)? {
+                let due = read_u64(&due, 0).unwrap_or(0);
+                self.remove(index);
+                self.remove(timer_key(&Timer {
+                    conversation: conversation.clone(),
+                    timer: *id,
+                    due,
+                }));
+            }
+        }
+        let place = Place::of(&commit.record);
+        if commit.previous.as_ref() != Some(&place) {
+            if let Some(previous) = &commit.previous {
+                self.remove(place_key(previous, conversation));
+            }
+            self.insert(place_key(&place, conversation), Vec::new());
+        }
+        Ok(())
+    }
+
     fn ingest(&mut self, event: &Inbound, seq: u64) -> Result<Ingested> {
         let dedup = dedup_key(event);
         if self.get(&dedup)?.is_some() {
@@ -258,41 +299,28 @@ impl Store for SledStore {
                     Applied::Ingested(ingested)
                 }
                 Write::Commit(commit) => {
-                    let conversation = &commit.conversation;
-                    group.insert(record_key(conversation), encode(&commit.record)?);
-                    for seq in &commit.consumed {
-                        group.remove(inbox_key(conversation, *seq));
-                    }
-                    for item in &commit.outbox {
-                        group.insert(outbox_key(item), encode(item)?);
-                    }
-                    for timer in &commit.set_timers {
-                        group.insert(timer_key(timer), Vec::new());
-                        group.insert(
-                            timer_index_key(conversation, timer.timer),
-                            timer.due.to_be_bytes().to_vec(),
-                        );
-                    }
-                    for id in &commit.cancel_timers {
-                        let index = timer_index_key(conversation, *id);
-                        if let Some(due) = group.get(&index)? {
-                            let due = read_u64(&due, 0).unwrap_or(0);
-                            group.remove(index);
-                            group.remove(timer_key(&Timer {
-                                conversation: conversation.clone(),
-                                timer: *id,
-                                due,
-                            }));
-                        }
-                    }
-                    let place = Place::of(&commit.record);
-                    if commit.previous.as_ref() != Some(&place) {
-                        if let Some(previous) = &commit.previous {
-                            group.remove(place_key(previous, conversation));
-                        }
-                        group.insert(place_key(&place, conversation), Vec::new());
-                    }
+                    group.commit(commit)?;
                     Applied::Committed
+                }
+                Write::Turn { events, commits } => {
+                    let mut seen = false;
+                    for event in events {
+                        seen |= group.get(&dedup_key(event))?.is_some();
+                    }
+                    if seen {
+                        Applied::Turned(None)
+                    } else {
+                        let mut seqs = Vec::with_capacity(events.len());
+                        for event in events {
+                            let seq = self.db.generate_id().map_err(backend)?;
+                            group.insert(dedup_key(event), seq.to_be_bytes().to_vec());
+                            seqs.push(seq);
+                        }
+                        for commit in commits {
+                            group.commit(commit)?;
+                        }
+                        Applied::Turned(Some(seqs))
+                    }
                 }
                 Write::Complete { item, result } => {
                     let key = outbox_key(item);

@@ -8,13 +8,36 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Ingest { user: u8, id: u8 },
-    Commit { user: u8, timer: bool, cancel: bool },
-    Complete { user: u8 },
-    Remove { user: u8 },
+    Ingest {
+        user: u8,
+        id: u8,
+    },
+    Commit {
+        user: u8,
+        timer: bool,
+        cancel: bool,
+    },
+    Turn {
+        user: u8,
+        id: u8,
+        timer: bool,
+        cancel: bool,
+    },
+    Complete {
+        user: u8,
+    },
+    Remove {
+        user: u8,
+    },
     Fire,
-    Pause { user: u8 },
-    Unpause { user: u8, skip: bool, stale: bool },
+    Pause {
+        user: u8,
+    },
+    Unpause {
+        user: u8,
+        skip: bool,
+        stale: bool,
+    },
     Reopen,
 }
 
@@ -22,6 +45,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..3u8, 0..8u8).prop_map(|(user, id)| Op::Ingest { user, id }),
         3 => (0..3u8, any::<bool>(), any::<bool>()).prop_map(|(user, timer, cancel)| Op::Commit { user, timer, cancel }),
+        2 => (0..3u8, 0..8u8, any::<bool>(), any::<bool>()).prop_map(|(user, id, timer, cancel)| Op::Turn { user, id, timer, cancel }),
         1 => (0..3u8).prop_map(|user| Op::Complete { user }),
         1 => (0..3u8).prop_map(|user| Op::Remove { user }),
         1 => Just(Op::Fire),
@@ -33,6 +57,53 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn key(user: u8) -> ConversationKey {
     ConversationKey::new("web", format!("user{user}"))
+}
+
+/// A turn on `key`'s conversation consuming `consumed`, with an effect and maybe timers.
+fn turn(
+    store: &dyn Store,
+    key: &ConversationKey,
+    consumed: Vec<u64>,
+    timer: bool,
+    cancel: bool,
+) -> TurnCommit {
+    let previous = store.conversation(key).unwrap();
+    let turns = previous.as_ref().map_or(0, |r| r.turns) + 1;
+    let mut state = ConversationState::new("flow");
+    state.node = Some(format!("node{}", turns % 3));
+    let record = StoredConversation {
+        version: "v1".into(),
+        state,
+        turns,
+        paused: None,
+        updated_at: turns,
+        recent: vec![],
+    };
+    TurnCommit {
+        conversation: key.clone(),
+        previous: previous.as_ref().map(Place::of),
+        record,
+        consumed,
+        outbox: vec![OutboxItem {
+            conversation: key.clone(),
+            turn: turns,
+            step: 0,
+            effect: Effect::End,
+            attempts: 0,
+            not_before: 0,
+            last_error: None,
+        }],
+        set_timers: if timer {
+            vec![Timer {
+                conversation: key.clone(),
+                timer: turns,
+                due: 100 + turns * 7 % 5,
+            }]
+        } else {
+            vec![]
+        },
+        cancel_timers: if cancel { vec![turns - 1] } else { vec![] },
+    }
 }
 
 /// Applies `op` to `store` and returns what a caller can observe of the result.
@@ -64,45 +135,32 @@ fn apply(store: &dyn Store, op: &Op) -> String {
             let Some((seq, _)) = inbox.first() else {
                 return "empty".into();
             };
-            let previous = store.conversation(&key).unwrap();
-            let turns = previous.as_ref().map_or(0, |r| r.turns) + 1;
-            let mut state = ConversationState::new("flow");
-            state.node = Some(format!("node{}", turns % 3));
-            let record = StoredConversation {
-                version: "v1".into(),
-                state,
-                turns,
-                paused: None,
-                updated_at: turns,
-                recent: vec![],
-            };
-            let commit = TurnCommit {
-                conversation: key.clone(),
-                previous: previous.as_ref().map(Place::of),
-                record,
-                consumed: vec![*seq],
-                outbox: vec![OutboxItem {
-                    conversation: key.clone(),
-                    turn: turns,
-                    step: 0,
-                    effect: Effect::End,
-                    attempts: 0,
-                    not_before: 0,
-                    last_error: None,
-                }],
-                set_timers: if *timer {
-                    vec![Timer {
-                        conversation: key.clone(),
-                        timer: turns,
-                        due: 100 + turns * 7 % 5,
-                    }]
-                } else {
-                    vec![]
-                },
-                cancel_timers: if *cancel { vec![turns - 1] } else { vec![] },
-            };
+            let commit = turn(store, &key, vec![*seq], *timer, *cancel);
             store.commit(&commit).unwrap();
             "ok".into()
+        }
+        Op::Turn {
+            user,
+            id,
+            timer,
+            cancel,
+        } => {
+            let key = key(*user);
+            let event = Inbound::new(
+                key.clone(),
+                format!("m{id}"),
+                u64::from(*id),
+                Event::User(UserMessage::text(format!("t{id}"))),
+            );
+            let commit = turn(store, &key, Vec::new(), *timer, *cancel);
+            let write = Write::Turn {
+                events: vec![event],
+                commits: vec![commit],
+            };
+            match store.apply(&[write]).unwrap().pop() {
+                Some(Applied::Turned(Some(seqs))) => format!("turned {}", seqs.len()),
+                other => format!("{other:?}"),
+            }
         }
         Op::Complete { user } => {
             let key = key(*user);

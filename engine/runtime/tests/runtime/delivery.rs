@@ -84,6 +84,48 @@ async fn concurrent_bursts_for_one_user_are_each_applied_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_redeliveries_to_idle_conversations_are_applied_once() {
+    // An idle conversation's first delivery takes the fast path (turn and dedup marker in one
+    // write); copies racing it take the inbox. Exactly one of them may count.
+    let (runtime, recorder) = echo_runtime().await;
+    let users: Vec<String> = (0..40).map(|u| format!("race{u}")).collect();
+    for user in &users {
+        runtime
+            .ingest(vec![message(user, "start", 1, "hi")])
+            .await
+            .unwrap();
+    }
+    runtime.quiesce().await;
+    let mut tasks = Vec::new();
+    for copy in 0..3 {
+        for user in &users {
+            let runtime = runtime.clone();
+            let m = message(user, "same", 5, "once");
+            tasks.push(tokio::spawn(async move {
+                if copy == 1 {
+                    tokio::task::yield_now().await;
+                }
+                runtime.ingest(vec![m]).await.unwrap()[0]
+            }));
+        }
+    }
+    let mut new = 0;
+    for task in tasks {
+        new += usize::from(matches!(task.await.unwrap(), Ingested::New(_)));
+    }
+    runtime.quiesce().await;
+    assert_eq!(new, users.len(), "one delivery per user counts");
+    for user in &users {
+        assert_eq!(log_of(&runtime, user), ["once"], "{user}");
+        assert_eq!(
+            recorder.texts(user),
+            ["ready", "echo once", "ready"],
+            "{user}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effects_carry_deterministic_idempotency_keys() {
     let (runtime, recorder) = echo_runtime().await;
     runtime
