@@ -14,6 +14,9 @@ pub struct ActionInfo {
     /// What the action does.
     #[serde(default)]
     pub description: String,
+    /// The JSON Schema of its input, when the plugin says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
 }
 
 /// The installed plugin actions, by full name (`plugin.action`).
@@ -31,6 +34,7 @@ impl Catalog {
             ActionInfo {
                 outcomes: outcomes.iter().map(|o| o.to_string()).collect(),
                 description: description.to_string(),
+                input_schema: None,
             },
         );
         self

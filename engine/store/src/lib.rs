@@ -2,12 +2,14 @@
 //! in-memory one ([`MemoryStore`]). Keys start with the conversation's partition.
 
 pub mod keys;
+pub mod kv;
 mod memory;
 pub mod port;
 pub mod record;
 mod sled_store;
 
 pub use keys::{ConversationKey, PARTITIONS};
+pub use kv::{KvScope, KvWrite, PluginKv};
 pub use memory::MemoryStore;
 pub use port::{Applied, Place, Result, Store, StoreError, Write};
 pub use record::{

@@ -1,0 +1,278 @@
+//! The plugin manifest (`plugin.toml`): what a plugin is and what it is granted. Nothing is
+//! granted by default: no outbound HTTP, no secrets, no kv; only memory and time have defaults,
+//! since a call cannot run without them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::grants::Origin;
+
+/// The largest manifest read, in bytes.
+const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+
+/// A plugin manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// What the plugin is.
+    pub plugin: PluginInfo,
+    /// What it may use. Absent: nothing beyond default memory and time.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Settings that are not secret, readable through the `config` import; the engine's
+    /// configuration may override them.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Actions that flows call from `plugin` nodes (`name.action`).
+    Action,
+    /// A channel: webhooks in, messages out.
+    Channel,
+}
+
+/// The `[plugin]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginInfo {
+    /// The plugin's name: lowercase letters, digits, `-` and `_`. Flows call its actions as
+    /// `name.action`.
+    pub name: String,
+    /// The plugin's version (semver).
+    pub version: String,
+    /// The world it implements.
+    pub kind: Kind,
+    /// The component file, relative to the manifest. Default: `<name>.wasm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<PathBuf>,
+    /// What it does, for operators.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The `[grants]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Origins the plugin may send HTTP requests to: `scheme://host[:port]`, where the host may
+    /// start with `*.` (any subdomain) and the port may be `*`. IP addresses, loopback and
+    /// private ranges are refused unless an origin names them.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// The most HTTP requests one invocation may make.
+    #[serde(default = "default_http_calls")]
+    pub http_calls: u32,
+    /// The largest HTTP response body accepted, in bytes.
+    #[serde(default = "default_response_bytes")]
+    pub response_bytes: u64,
+    /// Secrets the plugin may have injected, each with the origins it may be sent to.
+    #[serde(default)]
+    pub secrets: Vec<SecretGrant>,
+    /// The kv quota, in bytes of keys and values (0: no kv).
+    #[serde(default)]
+    pub kv_bytes: u64,
+    /// Linear memory an invocation may grow to, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u32,
+    /// Wall-clock (and CPU) budget of one invocation, instantiation included, in ms.
+    #[serde(default = "default_time_ms")]
+    pub time_ms: u64,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants {
+            http: Vec::new(),
+            http_calls: default_http_calls(),
+            response_bytes: default_response_bytes(),
+            secrets: Vec::new(),
+            kv_bytes: 0,
+            memory_mb: default_memory_mb(),
+            time_ms: default_time_ms(),
+        }
+    }
+}
+
+fn default_http_calls() -> u32 {
+    8
+}
+fn default_response_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+fn default_memory_mb() -> u32 {
+    64
+}
+fn default_time_ms() -> u64 {
+    10_000
+}
+
+/// A secret a plugin may use, and where it may go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretGrant {
+    /// The secret's name in the engine's secret store.
+    pub name: String,
+    /// The origins the secret may be sent to (each must also be in `http`). Empty: the secret
+    /// is only usable for signatures (`crypto`).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// The most memory a manifest may ask for, in MiB.
+pub const MAX_MEMORY_MB: u32 = 1024;
+/// The longest time budget a manifest may ask for, in ms.
+pub const MAX_TIME_MS: u64 = 5 * 60 * 1000;
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the manifest: {reason}")]
+    Unreadable {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TOML is malformed or has unknown or mistyped fields.
+    #[error("{path}: {reason}")]
+    Malformed {
+        /// The manifest.
+        path: PathBuf,
+        /// Why, with the line and column.
+        reason: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A parsed, checked manifest with its parsed origins.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The manifest as written.
+    pub manifest: Manifest,
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The component file.
+    pub component: PathBuf,
+    /// `grants.http`, parsed.
+    pub origins: Vec<Origin>,
+    /// Per granted secret, its parsed origins.
+    pub secret_origins: BTreeMap<String, Vec<Origin>>,
+}
+
+impl Manifest {
+    /// Reads and checks the manifest at `path`.
+    pub fn read(path: &Path) -> Result<Checked, ManifestError> {
+        let unreadable = |reason: String| ManifestError::Unreadable {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|err| unreadable(err.to_string()))?
+            .len();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(unreadable(format!(
+                "it is {size} bytes; a manifest may have at most {MAX_MANIFEST_BYTES}"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|err| unreadable(err.to_string()))?;
+        Manifest::parse(path, &text)
+    }
+
+    /// Parses and checks manifest `text`, read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Checked, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|err| ManifestError::Malformed {
+            path: path.to_path_buf(),
+            reason: err.to_string().trim_end().to_string(),
+        })?;
+        manifest.check(path)
+    }
+
+    fn check(self, path: &Path) -> Result<Checked, ManifestError> {
+        let invalid = |reason: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let name = &self.plugin.name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(invalid(format!(
+                "plugin name `{name}` must be 1 to 64 lowercase letters, digits, `-` or `_`"
+            )));
+        }
+        let grants = &self.grants;
+        if grants.memory_mb == 0 || grants.memory_mb > MAX_MEMORY_MB {
+            return Err(invalid(format!(
+                "grants.memory_mb is {}; it must be between 1 and {MAX_MEMORY_MB}",
+                grants.memory_mb
+            )));
+        }
+        if grants.time_ms == 0 || grants.time_ms > MAX_TIME_MS {
+            return Err(invalid(format!(
+                "grants.time_ms is {}; it must be between 1 and {MAX_TIME_MS}",
+                grants.time_ms
+            )));
+        }
+        let mut origins = Vec::new();
+        for origin in &grants.http {
+            origins
+                .push(Origin::parse(origin).map_err(|why| invalid(format!("grants.http: {why}")))?);
+        }
+        let mut secret_origins = BTreeMap::new();
+        for secret in &grants.secrets {
+            let mut allowed = Vec::new();
+            for host in &secret.hosts {
+                let origin = Origin::parse(host)
+                    .map_err(|why| invalid(format!("secret `{}`: {why}", secret.name)))?;
+                if !origins.iter().any(|granted| granted.covers(&origin)) {
+                    return Err(invalid(format!(
+                        "secret `{}` may go to `{host}`, which grants.http does not allow",
+                        secret.name
+                    )));
+                }
+                allowed.push(origin);
+            }
+            if secret_origins
+                .insert(secret.name.clone(), allowed)
+                .is_some()
+            {
+                return Err(invalid(format!(
+                    "secret `{}` is granted twice",
+                    secret.name
+                )));
+            }
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let component = dir.join(
+            self.plugin
+                .component
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{name}.wasm"))),
+        );
+        Ok(Checked {
+            manifest: self,
+            path: path.to_path_buf(),
+            component,
+            origins,
+            secret_origins,
+        })
+    }
+}

@@ -1,0 +1,623 @@
+//! Loading plugins (from a manifest, a directory of them, or again when their files change) and
+//! calling them. A reload swaps the new version in atomically: calls in flight finish on the old
+//! one, which is dropped when the last of them ends.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use influxify_store::ConversationKey;
+use sha2::Digest;
+use wasmtime::Store;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime_wasi::WasiCtx;
+
+use crate::bindings::action::{ActionPlugin, ActionPluginPre};
+use crate::bindings::channel::exports::influxify::plugin::channel as wit_channel;
+use crate::bindings::channel::{ChannelPlugin, ChannelPluginPre};
+use crate::bindings::types::{CallContext, Error as GuestError};
+use crate::grants::HttpGrants;
+use crate::manifest::{Checked, Kind, Manifest};
+use crate::state::{Grant, Meter, PluginState};
+use crate::{
+    ActionInfo, EPOCH_TICK, MAX_COMPONENT_BYTES, MAX_INPUT_BYTES, MAX_OUTPUT_BYTES, PluginError,
+    PluginHost,
+};
+
+/// The loaded plugins, by name.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded(RwLock<BTreeMap<String, Arc<Plugin>>>);
+
+/// What a plugin's component implements, linked and ready to instantiate.
+enum World {
+    Action {
+        pre: ActionPluginPre<PluginState>,
+        actions: Vec<ActionInfo>,
+    },
+    Channel {
+        pre: ChannelPluginPre<PluginState>,
+    },
+}
+
+/// A loaded plugin.
+pub struct Plugin {
+    checked: Checked,
+    grant: Arc<Grant>,
+    world: World,
+    /// sha256 of the component, hex.
+    hash: String,
+    /// When the manifest and the component were last modified, for reloading.
+    stamps: (Option<SystemTime>, Option<SystemTime>),
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name())
+            .field("version", &self.checked.manifest.plugin.version)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.grant.name
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.checked.manifest
+    }
+
+    /// Where its manifest is.
+    pub fn path(&self) -> &Path {
+        &self.checked.path
+    }
+
+    /// The sha256 of its component, in hex.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The actions it provides (none for a channel).
+    pub fn actions(&self) -> &[ActionInfo] {
+        match &self.world {
+            World::Action { actions, .. } => actions,
+            World::Channel { .. } => &[],
+        }
+    }
+
+    fn time_budget(&self) -> Duration {
+        Duration::from_millis(self.checked.manifest.grants.time_ms)
+    }
+}
+
+/// Who and what a call is for.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The conversation (its user scopes kv), if any.
+    pub conversation: Option<ConversationKey>,
+    /// The effect's idempotency key.
+    pub idempotency_key: String,
+    /// A deadline tighter than the plugin's own budget, if the caller has one.
+    pub deadline: Option<Instant>,
+}
+
+impl Call {
+    /// A call for `conversation` with `idempotency_key`.
+    pub fn new(conversation: Option<ConversationKey>, idempotency_key: &str) -> Self {
+        Call {
+            conversation,
+            idempotency_key: idempotency_key.to_string(),
+            deadline: None,
+        }
+    }
+}
+
+/// What a call used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Instructions (wasmtime fuel), when the host meters.
+    pub fuel: Option<u64>,
+    /// The most linear memory the call had, in bytes.
+    pub peak_memory: usize,
+    /// HTTP requests made.
+    pub http_calls: u32,
+    /// Wall-clock time, instantiation included.
+    pub elapsed: Duration,
+}
+
+/// A successful action call.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// `ok` or one of the action's outcomes.
+    pub outcome: String,
+    /// The output, JSON text.
+    pub output: String,
+    /// What it used.
+    pub usage: Usage,
+}
+
+fn load_error(plugin: &str, reason: impl std::fmt::Display) -> PluginError {
+    PluginError::Load {
+        plugin: plugin.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn stamp(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl PluginHost {
+    /// Loads (or reloads) the plugin whose manifest is at `manifest`; it replaces a loaded
+    /// plugin of the same name atomically.
+    pub fn load(&self, manifest: &Path) -> Result<Arc<Plugin>, PluginError> {
+        let checked = Manifest::read(manifest)
+            .map_err(|err| load_error(&manifest.display().to_string(), err))?;
+        let name = checked.manifest.plugin.name.clone();
+        let stamps = (stamp(&checked.path), stamp(&checked.component));
+        let size = std::fs::metadata(&checked.component)
+            .map_err(|err| {
+                load_error(
+                    &name,
+                    format!("cannot read {}: {err}", checked.component.display()),
+                )
+            })?
+            .len();
+        if size > MAX_COMPONENT_BYTES {
+            return Err(load_error(
+                &name,
+                format!("the component is {size} bytes; at most {MAX_COMPONENT_BYTES} are loaded"),
+            ));
+        }
+        let bytes = std::fs::read(&checked.component).map_err(|err| {
+            load_error(
+                &name,
+                format!("cannot read {}: {err}", checked.component.display()),
+            )
+        })?;
+        let plugin = Arc::new(self.prepare(checked, &bytes, stamps)?);
+        self.plugins
+            .0
+            .write()
+            .map_err(|_| load_error(&name, "the plugin table is poisoned"))?
+            .insert(name.clone(), plugin.clone());
+        tracing::info!(plugin = %name, version = %plugin.manifest().plugin.version, hash = %&plugin.hash[..12], "plugin loaded");
+        Ok(plugin)
+    }
+
+    /// Compiles (or fetches from the cache) and links a component, and for an action plugin
+    /// asks for its actions.
+    fn prepare(
+        &self,
+        checked: Checked,
+        bytes: &[u8],
+        stamps: (Option<SystemTime>, Option<SystemTime>),
+    ) -> Result<Plugin, PluginError> {
+        let name = checked.manifest.plugin.name.clone();
+        let hash = hex(&sha2::Sha256::digest(bytes));
+        let component = Component::new(&self.engine, bytes).map_err(|err| {
+            load_error(
+                &name,
+                format!(
+                    "{} is not a valid component: {err}",
+                    checked.component.display()
+                ),
+            )
+        })?;
+        let grants = &checked.manifest.grants;
+        let http = self
+            .outbound
+            .plugin(
+                &name,
+                HttpGrants::new(checked.origins.clone()),
+                checked.secret_origins.clone(),
+                grants.response_bytes,
+            )
+            .map_err(|err| load_error(&name, err))?;
+        let mut config = checked.manifest.config.clone();
+        if let Some(overrides) = self.config.config.get(&name) {
+            config.extend(overrides.clone());
+        }
+        let grant = Arc::new(Grant {
+            name: name.clone(),
+            http,
+            http_calls: grants.http_calls,
+            kv_bytes: grants.kv_bytes,
+            config,
+            memory_bytes: grants.memory_mb as usize * 1024 * 1024,
+        });
+        let unsatisfied = |err: wasmtime::Error| {
+            load_error(
+                &name,
+                format!(
+                    "its imports cannot be satisfied by the {} world of influxify:plugin@0.1.0: {err}",
+                    match checked.manifest.plugin.kind {
+                        Kind::Action => "action-plugin",
+                        Kind::Channel => "channel-plugin",
+                    }
+                ),
+            )
+        };
+        let world = match checked.manifest.plugin.kind {
+            Kind::Action => {
+                let pre = self
+                    .action_linker
+                    .instantiate_pre(&component)
+                    .map_err(unsatisfied)?;
+                let pre = ActionPluginPre::new(pre).map_err(unsatisfied)?;
+                let mut store = self.store(&grant, None, Instant::now() + Duration::from_secs(10));
+                let bindings = pre
+                    .instantiate(&mut store)
+                    .map_err(|err| load_error(&name, format!("cannot start: {err}")))?;
+                let actions = bindings
+                    .influxify_plugin_action()
+                    .call_actions(&mut store)
+                    .map_err(|err| load_error(&name, format!("cannot list its actions: {err}")))?;
+                for action in &actions {
+                    if serde_json::from_str::<serde_json::Value>(&action.input_schema).is_err() {
+                        return Err(load_error(
+                            &name,
+                            format!(
+                                "action `{}` has an input schema that is not JSON",
+                                action.name
+                            ),
+                        ));
+                    }
+                }
+                World::Action { pre, actions }
+            }
+            Kind::Channel => {
+                let pre = self
+                    .channel_linker
+                    .instantiate_pre(&component)
+                    .map_err(unsatisfied)?;
+                World::Channel {
+                    pre: ChannelPluginPre::new(pre).map_err(unsatisfied)?,
+                }
+            }
+        };
+        Ok(Plugin {
+            checked,
+            grant,
+            world,
+            hash,
+            stamps,
+        })
+    }
+
+    /// Loads every plugin under `dir`: each `plugin.toml` in it or one level down. One that
+    /// cannot be loaded is reported and skipped; the others load.
+    pub fn load_dir(&self, dir: &Path) -> Vec<Result<Arc<Plugin>, PluginError>> {
+        manifests_in(dir)
+            .into_iter()
+            .map(|path| {
+                self.load(&path).inspect_err(|err| {
+                    tracing::error!(path = %path.display(), error = %err, "plugin refused");
+                })
+            })
+            .collect()
+    }
+
+    /// Reloads the plugins whose manifest or component changed on disk, and loads manifests
+    /// that appeared under `dir`; returns what was (re)loaded or refused. A plugin that fails
+    /// to reload keeps its running version.
+    pub fn reload_changed(&self, dir: Option<&Path>) -> Vec<Result<Arc<Plugin>, PluginError>> {
+        let mut paths: Vec<PathBuf> = self
+            .plugins()
+            .into_iter()
+            .filter(|p| (stamp(&p.checked.path), stamp(&p.checked.component)) != p.stamps)
+            .map(|p| p.checked.path.clone())
+            .collect();
+        if let Some(dir) = dir {
+            let known: Vec<PathBuf> = self
+                .plugins()
+                .iter()
+                .map(|p| p.checked.path.clone())
+                .collect();
+            paths.extend(manifests_in(dir).into_iter().filter(|p| !known.contains(p)));
+        }
+        paths.into_iter().map(|path| self.load(&path)).collect()
+    }
+
+    /// Reloads the plugins under `dir` whenever their files change, checking every `every`,
+    /// until the host is dropped.
+    pub fn watch(self: &Arc<Self>, dir: PathBuf, every: Duration) {
+        let host = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("plugin-watch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    let Some(host) = host.upgrade() else { return };
+                    for result in host.reload_changed(Some(&dir)) {
+                        if let Err(err) = result {
+                            tracing::error!(error = %err, "plugin reload refused; the running version stays");
+                        }
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "cannot watch the plugins directory");
+        }
+    }
+
+    /// The loaded plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.plugins.0.read().ok()?.get(name).cloned()
+    }
+
+    /// Every loaded plugin, by name.
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        self.plugins
+            .0
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The names of the loaded plugins.
+    pub fn names(&self) -> Vec<String> {
+        self.plugins()
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect()
+    }
+
+    /// A fresh store for one call of a plugin.
+    fn store(
+        &self,
+        grant: &Arc<Grant>,
+        user: Option<ConversationKey>,
+        deadline: Instant,
+    ) -> Store<PluginState> {
+        let state = PluginState {
+            grant: grant.clone(),
+            outbound: self.outbound.clone(),
+            kv: self.kv.clone(),
+            user,
+            deadline,
+            http_calls: 0,
+            // Nothing is granted: no arguments, environment, files, stdio or network.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            meter: Meter {
+                limit: grant.memory_bytes,
+                ..Meter::default()
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.meter);
+        let ticks = deadline
+            .saturating_duration_since(Instant::now())
+            .as_micros()
+            / EPOCH_TICK.as_micros();
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+        if self.config.metering {
+            let _ = store.set_fuel(u64::MAX / 2);
+        }
+        store
+    }
+
+    fn call_setup(
+        &self,
+        qualified: &str,
+        call: &Call,
+    ) -> Result<(Arc<Plugin>, Store<PluginState>, CallContext, Instant), PluginError> {
+        let plugin_name = qualified.split('.').next().unwrap_or(qualified);
+        let plugin = self
+            .plugin(plugin_name)
+            .ok_or_else(|| PluginError::Unknown(qualified.to_string()))?;
+        let started = Instant::now();
+        let mut deadline = started + plugin.time_budget();
+        if let Some(caller) = call.deadline {
+            deadline = deadline.min(caller);
+        }
+        let deadline_ms = crate::now_ms()
+            + u64::try_from(deadline.saturating_duration_since(started).as_millis()).unwrap_or(0);
+        let context = CallContext {
+            conversation_id: call
+                .conversation
+                .as_ref()
+                .map(|c| format!("{}/{}", c.channel, c.user))
+                .unwrap_or_default(),
+            user_id: call
+                .conversation
+                .as_ref()
+                .map(|c| c.user.clone())
+                .unwrap_or_default(),
+            idempotency_key: call.idempotency_key.clone(),
+            deadline_ms,
+        };
+        let store = self.store(&plugin.grant, call.conversation.clone(), deadline);
+        Ok((plugin, store, context, started))
+    }
+
+    /// Calls `action` (`plugin.action`) with `input` (JSON text). Runs on the calling thread:
+    /// from async code, call it inside `spawn_blocking`.
+    pub fn invoke(
+        &self,
+        action: &str,
+        input: &str,
+        call: &Call,
+    ) -> Result<Invocation, PluginError> {
+        if input.len() > MAX_INPUT_BYTES {
+            return Err(PluginError::InvalidInput(format!(
+                "the input is {} bytes; at most {MAX_INPUT_BYTES} are accepted",
+                input.len()
+            )));
+        }
+        let (plugin, mut store, context, started) = self.call_setup(action, call)?;
+        let World::Action { pre, actions } = &plugin.world else {
+            return Err(PluginError::Unknown(action.to_string()));
+        };
+        let local = action
+            .strip_prefix(plugin.name())
+            .and_then(|a| a.strip_prefix('.'))
+            .unwrap_or_default();
+        if !actions.iter().any(|a| a.name == local) {
+            return Err(PluginError::Unknown(action.to_string()));
+        }
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|bindings: ActionPlugin| {
+                bindings
+                    .influxify_plugin_action()
+                    .call_invoke(&mut store, local, input, &context)
+            });
+        let usage = usage(&store, started);
+        match result {
+            Ok(Ok(result)) => {
+                if result.output.len() + result.outcome.len() > MAX_OUTPUT_BYTES {
+                    return Err(stopped(
+                        &plugin,
+                        action,
+                        PluginError::OutputTooLarge {
+                            plugin: plugin.name().to_string(),
+                            bytes: result.output.len() + result.outcome.len(),
+                        },
+                    ));
+                }
+                Ok(Invocation {
+                    outcome: result.outcome,
+                    output: result.output,
+                    usage,
+                })
+            }
+            Ok(Err(error)) => Err(guest_error(error)),
+            Err(err) => Err(stopped(&plugin, action, classify(&plugin, &store, err))),
+        }
+    }
+
+    /// Asks a channel plugin whether `request` is a handshake, and its answer.
+    pub fn channel_verify(
+        &self,
+        channel: &str,
+        request: &wit_channel::HttpRequest,
+    ) -> Result<Option<wit_channel::HttpReply>, PluginError> {
+        self.with_channel(channel, &Call::new(None, ""), |bindings, store, _| {
+            bindings
+                .influxify_plugin_channel()
+                .call_verify(store, request)
+        })
+    }
+
+    /// Has a channel plugin check and parse a webhook request into events.
+    pub fn channel_parse(
+        &self,
+        channel: &str,
+        request: &wit_channel::HttpRequest,
+    ) -> Result<Vec<wit_channel::InboundEvent>, PluginError> {
+        self.with_channel(channel, &Call::new(None, ""), |bindings, store, _| {
+            bindings
+                .influxify_plugin_channel()
+                .call_parse(store, request)
+        })?
+        .map_err(guest_error)
+    }
+
+    /// Has a channel plugin deliver one message.
+    pub fn channel_send(
+        &self,
+        channel: &str,
+        message: &wit_channel::OutboundMessage,
+        call: &Call,
+    ) -> Result<wit_channel::Delivery, PluginError> {
+        self.with_channel(channel, call, |bindings, store, context| {
+            bindings
+                .influxify_plugin_channel()
+                .call_send(store, message, context)
+        })?
+        .map_err(guest_error)
+    }
+
+    fn with_channel<T>(
+        &self,
+        channel: &str,
+        call: &Call,
+        run: impl FnOnce(&ChannelPlugin, &mut Store<PluginState>, &CallContext) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
+        let (plugin, mut store, context, _) = self.call_setup(channel, call)?;
+        let World::Channel { pre } = &plugin.world else {
+            return Err(PluginError::Unknown(format!("channel {channel}")));
+        };
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|bindings| run(&bindings, &mut store, &context));
+        result.map_err(|err| stopped(&plugin, channel, classify(&plugin, &store, err)))
+    }
+}
+
+/// The manifests in `dir` or one level down, sorted.
+fn manifests_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let direct = dir.join("plugin.toml");
+    if direct.is_file() {
+        found.push(direct);
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path().join("plugin.toml");
+            if path.is_file() {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn usage(store: &Store<PluginState>, started: Instant) -> crate::Usage {
+    let fuel = store.get_fuel().ok().map(|left| u64::MAX / 2 - left);
+    let state = store.data();
+    crate::Usage {
+        fuel,
+        peak_memory: state.meter.peak,
+        http_calls: state.http_calls,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn guest_error(error: GuestError) -> PluginError {
+    match error {
+        GuestError::InvalidInput(why) => PluginError::InvalidInput(why),
+        GuestError::Retryable(why) => PluginError::Retryable(why),
+        GuestError::Permanent(why) => PluginError::Permanent(why),
+        GuestError::Misconfigured(why) => PluginError::Misconfigured(why),
+    }
+}
+
+/// What stopped a call that trapped.
+fn classify(plugin: &Plugin, store: &Store<PluginState>, err: wasmtime::Error) -> PluginError {
+    let name = plugin.name().to_string();
+    if store.data().meter.exceeded {
+        return PluginError::OutOfMemory(name);
+    }
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt | wasmtime::Trap::OutOfFuel) => PluginError::Timeout(name),
+        _ if err
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some() =>
+        {
+            PluginError::Busy
+        }
+        _ => PluginError::Trap {
+            plugin: name,
+            reason: format!("{err:#}"),
+        },
+    }
+}
+
+/// Logs a call the host stopped, with the plugin's name.
+fn stopped(plugin: &Plugin, what: &str, error: PluginError) -> PluginError {
+    tracing::warn!(plugin = %plugin.name(), call = what, error = %error, "plugin call stopped");
+    error
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

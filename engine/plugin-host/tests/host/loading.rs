@@ -1,0 +1,176 @@
+//! Loading plugins: manifests, refusals with clear messages, the catalog, hot reload.
+
+use std::time::Duration;
+
+use influxify_plugin_host::{Call, PluginError};
+
+use crate::*;
+
+#[test]
+fn a_plugin_directory_loads_and_its_actions_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "test-echo", "echo", |m| m);
+    install(dir.path(), "test-hostile", "hostile", |m| m);
+    let (host, _) = host();
+    let loaded = host.load_dir(dir.path());
+    assert!(loaded.iter().all(Result::is_ok), "{loaded:?}");
+    assert_eq!(host.names(), ["test-echo", "test-hostile"]);
+    let echo = call(&host, "test-echo.echo", r#"{"hello":"world"}"#).unwrap();
+    assert_eq!(echo.outcome, "ok");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&echo.output).unwrap(),
+        serde_json::json!({"hello": "world"})
+    );
+    let now: u64 = call(&host, "test-echo.now", "{}")
+        .unwrap()
+        .output
+        .parse()
+        .unwrap();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(now.abs_diff(wall) < 5_000, "{now} vs {wall}");
+    assert!(matches!(
+        call(&host, "test-echo.nope", "{}"),
+        Err(PluginError::Unknown(_))
+    ));
+    assert!(matches!(
+        call(&host, "nobody.echo", "{}"),
+        Err(PluginError::Unknown(_))
+    ));
+    // The catalog feeds validation: outcomes and input schemas per action.
+    let catalog = host.catalog();
+    assert!(
+        catalog
+            .get("test-hostile.fetch")
+            .unwrap()
+            .input_schema
+            .is_some()
+    );
+    assert!(catalog.get("test-echo.spin").is_some());
+}
+
+/// A change to a manifest.
+type Edit = Box<dyn Fn(String) -> String>;
+
+#[test]
+fn malformed_manifests_and_components_are_refused_with_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, _) = host();
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "typo",
+            Box::new(|m: String| grant(m, "htttp", "[]")),
+            "unknown field `htttp`",
+        ),
+        (
+            "not-toml",
+            Box::new(|_| "[plugin\nname=".into()),
+            "TOML parse error",
+        ),
+        (
+            "bad-origin",
+            Box::new(|m: String| grant(m, "http", r#"["api.example.com"]"#)),
+            "is not an origin",
+        ),
+        (
+            "path-origin",
+            Box::new(|m: String| grant(m, "http", r#"["https://x.io/v1"]"#)),
+            "no path",
+        ),
+        (
+            "memory",
+            Box::new(|m: String| grant(m, "memory_mb", "100000")),
+            "memory_mb",
+        ),
+        (
+            "name",
+            Box::new(|m: String| m.replace("name = \"test-echo\"", "name = \"Bad Name\"")),
+            "plugin name",
+        ),
+        (
+            "missing",
+            Box::new(|m: String| m.replace("test_echo.wasm", "gone.wasm")),
+            "gone.wasm",
+        ),
+        (
+            "wrong-world",
+            Box::new(|m: String| m.replace("kind = \"action\"", "kind = \"channel\"")),
+            "channel-plugin",
+        ),
+        (
+            "secret-host",
+            Box::new(|m: String| {
+                m + "\n[[grants.secrets]]\nname = \"k\"\nhosts = [\"https://evil.io\"]\n"
+            }),
+            "does not allow",
+        ),
+    ];
+    for (dir_name, edit, expected) in cases {
+        let path = install(dir.path(), "test-echo", dir_name, edit);
+        let err = host.load(&path).unwrap_err();
+        assert!(
+            matches!(err, PluginError::Load { .. }),
+            "{dir_name}: {err:?}"
+        );
+        assert!(err.to_string().contains(expected), "{dir_name}: {err}");
+    }
+    // Not a component at all.
+    let path = install(dir.path(), "test-echo", "garbage", |m| m);
+    std::fs::write(path.with_file_name("test_echo.wasm"), b"\0asm garbage").unwrap();
+    let err = host.load(&path).unwrap_err();
+    assert!(err.to_string().contains("not a valid component"), "{err}");
+    assert!(host.names().is_empty(), "nothing refused was loaded");
+}
+
+#[test]
+fn a_reload_swaps_the_new_version_in_while_calls_in_flight_finish_on_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = install(dir.path(), "test-echo", "echo", |m| {
+        grant(m, "time_ms", "600")
+    });
+    let (host, _) = host();
+    let host = std::sync::Arc::new(host);
+    host.load(&path).unwrap();
+    let old = host.plugin("test-echo").unwrap();
+    let spinning = {
+        let host = host.clone();
+        std::thread::spawn(move || host.invoke("test-echo.spin", "{}", &Call::new(None, "k")))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    // A new version on disk (newer modification time).
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("version = \"0.1.0\"", "version = \"0.2.0\""),
+    )
+    .unwrap();
+    let reloaded = host.reload_changed(Some(dir.path()));
+    assert_eq!(reloaded.len(), 1, "{reloaded:?}");
+    assert_eq!(
+        host.plugin("test-echo").unwrap().manifest().plugin.version,
+        "0.2.0"
+    );
+    assert_eq!(
+        old.manifest().plugin.version,
+        "0.1.0",
+        "the old version lives on while in use"
+    );
+    assert!(call(&host, "test-echo.echo", "{}").is_ok());
+    assert!(matches!(
+        spinning.join().unwrap(),
+        Err(PluginError::Timeout(_))
+    ));
+    // Nothing changed: nothing reloads. A broken new version keeps the running one.
+    assert!(host.reload_changed(Some(dir.path())).is_empty());
+    std::fs::write(&path, "not toml [").unwrap();
+    let refused = host.reload_changed(Some(dir.path()));
+    assert!(refused[0].is_err());
+    assert_eq!(
+        host.plugin("test-echo").unwrap().manifest().plugin.version,
+        "0.2.0"
+    );
+}

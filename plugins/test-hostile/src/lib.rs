@@ -1,0 +1,224 @@
+//! A plugin for the plugin host's tests that misbehaves on purpose, one action per
+//! misbehaviour: `spin` (never returns), `hog` (allocates without bound), `fetch` (HTTP GET of
+//! any URL: hosts not granted, private addresses, metadata endpoints, redirects), `secret`
+//! (asks for a secret to be injected, granted or not), `flood` (an enormous output), `trap`
+//! (executes `unreachable`), `panic` (a Rust panic) and `kv` (writes values of any size, to hit
+//! quotas).
+
+use influxify_plugin_sdk::http::Placement;
+use influxify_plugin_sdk::kv::Scope;
+use influxify_plugin_sdk::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Loops forever.
+struct Spin;
+
+impl Action for Spin {
+    const NAME: &'static str = "spin";
+    const DESCRIPTION: &'static str = "Loops forever";
+    type Input = NoInput;
+    type Output = ();
+
+    fn run(_: NoInput, _: &Context) -> Result<Outcome<()>, Error> {
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
+}
+
+/// Allocates (and touches) a megabyte at a time, without bound.
+struct Hog;
+
+impl Action for Hog {
+    const NAME: &'static str = "hog";
+    const DESCRIPTION: &'static str = "Allocates without bound";
+    type Input = NoInput;
+    type Output = ();
+
+    fn run(_: NoInput, _: &Context) -> Result<Outcome<()>, Error> {
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        loop {
+            chunks.push(vec![1u8; 1 << 20]);
+            std::hint::black_box(&chunks);
+        }
+    }
+}
+
+/// The input of `fetch`.
+#[derive(Deserialize, JsonSchema)]
+struct FetchInput {
+    /// The URL to GET.
+    url: String,
+}
+
+/// What came back.
+#[derive(Serialize, JsonSchema)]
+struct Fetched {
+    /// The HTTP status.
+    status: u16,
+    /// The response headers.
+    headers: Vec<(String, String)>,
+    /// The body, as text.
+    body: String,
+}
+
+impl From<http::Response> for Fetched {
+    fn from(response: http::Response) -> Self {
+        Fetched {
+            status: response.status,
+            body: response.text(),
+            headers: response.headers,
+        }
+    }
+}
+
+/// GETs any URL; host errors come back as the SDK maps them (a denial is `misconfigured`).
+struct Fetch;
+
+impl Action for Fetch {
+    const NAME: &'static str = "fetch";
+    const DESCRIPTION: &'static str = "HTTP GET of any URL, returning status, headers and body";
+    type Input = FetchInput;
+    type Output = Fetched;
+
+    fn run(input: FetchInput, _: &Context) -> Result<Outcome<Fetched>, Error> {
+        Ok(Fetched::from(http::get(input.url).send()?).into())
+    }
+}
+
+/// The input of `secret`.
+#[derive(Deserialize, JsonSchema)]
+struct SecretInput {
+    /// The URL to GET.
+    url: String,
+    /// The secret to have the host inject as `Authorization: Bearer`.
+    name: String,
+}
+
+/// GETs a URL with a secret injected as bearer token (granted or not, for this host or not).
+struct Secret;
+
+impl Action for Secret {
+    const NAME: &'static str = "secret";
+    const DESCRIPTION: &'static str = "HTTP GET of a URL with a secret injected as bearer token";
+    type Input = SecretInput;
+    type Output = Fetched;
+
+    fn run(input: SecretInput, _: &Context) -> Result<Outcome<Fetched>, Error> {
+        let response = http::get(input.url)
+            .secret(input.name, Placement::Bearer)
+            .send()?;
+        Ok(Fetched::from(response).into())
+    }
+}
+
+/// The input of `flood`.
+#[derive(Deserialize, JsonSchema)]
+struct FloodInput {
+    /// How many bytes of output: a JSON string of `x` (at least 2 bytes, its quotes).
+    bytes: usize,
+}
+
+/// Returns a JSON string of `bytes` bytes (quotes included), built in place: the SDK's
+/// serialization copies it once more, so it needs about 2.5 times `bytes` of memory.
+struct Flood;
+
+impl Action for Flood {
+    const NAME: &'static str = "flood";
+    const DESCRIPTION: &'static str = "Returns an output of the given size";
+    type Input = FloodInput;
+    type Output = Box<RawValue>;
+
+    fn run(input: FloodInput, _: &Context) -> Result<Outcome<Box<RawValue>>, Error> {
+        let mut text = String::with_capacity(input.bytes.max(2));
+        text.push('"');
+        text.extend(std::iter::repeat_n('x', input.bytes.saturating_sub(2)));
+        text.push('"');
+        let output = RawValue::from_string(text).map_err(|e| Error::permanent(e.to_string()))?;
+        Ok(output.into())
+    }
+}
+
+/// Executes the `unreachable` instruction.
+struct Trap;
+
+impl Action for Trap {
+    const NAME: &'static str = "trap";
+    const DESCRIPTION: &'static str = "Executes `unreachable`";
+    type Input = NoInput;
+    type Output = ();
+
+    fn run(_: NoInput, _: &Context) -> Result<Outcome<()>, Error> {
+        #[cfg(target_arch = "wasm32")]
+        core::arch::wasm32::unreachable();
+        #[cfg(not(target_arch = "wasm32"))]
+        std::process::abort();
+    }
+}
+
+/// Panics (which aborts: `unreachable` after the message is written to stderr).
+struct Panic;
+
+impl Action for Panic {
+    const NAME: &'static str = "panic";
+    const DESCRIPTION: &'static str = "Panics";
+    type Input = NoInput;
+    type Output = ();
+
+    fn run(_: NoInput, _: &Context) -> Result<Outcome<()>, Error> {
+        panic!("test-hostile panics on purpose");
+    }
+}
+
+/// Which kv scope.
+#[derive(Deserialize, JsonSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum KvScope {
+    /// Shared by every conversation.
+    Plugin,
+    /// The current end user's.
+    User,
+}
+
+/// The input of `kv`.
+#[derive(Deserialize, JsonSchema)]
+struct KvInput {
+    /// `plugin` or `user`.
+    scope: KvScope,
+    /// The key.
+    key: String,
+    /// The size of the value to store, in bytes.
+    bytes: usize,
+}
+
+/// What `kv` read back.
+#[derive(Serialize, JsonSchema)]
+struct KvOutput {
+    /// The size of the value read back after the write (absent if there was none).
+    stored: Option<usize>,
+}
+
+/// Sets a key to a value of the given size, then reads it back.
+struct Kv;
+
+impl Action for Kv {
+    const NAME: &'static str = "kv";
+    const DESCRIPTION: &'static str = "Sets a key to a value of the given size and reads it back";
+    type Input = KvInput;
+    type Output = KvOutput;
+
+    fn run(input: KvInput, _: &Context) -> Result<Outcome<KvOutput>, Error> {
+        let scope = match input.scope {
+            KvScope::Plugin => Scope::Plugin,
+            KvScope::User => Scope::User,
+        };
+        kv::set(scope, &input.key, &vec![b'x'; input.bytes])?;
+        let stored = kv::get(scope, &input.key)?.map(|value| value.len());
+        Ok(KvOutput { stored }.into())
+    }
+}
+
+influxify_plugin_sdk::plugin!(TestHostile: [Spin, Hog, Fetch, Secret, Flood, Trap, Panic, Kv]);
