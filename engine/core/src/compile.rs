@@ -920,6 +920,13 @@ impl<'a> FlowCompiler<'a> {
                 );
             }
         }
+        if let Some((_, Some(action))) = known
+            && let Some(schema) = &action.input_schema
+        {
+            for problem in crate::input_check::check(schema, &p.input) {
+                self.error(Code::BadInput, "input", problem);
+            }
+        }
         if let Some((_, Some(action))) = known {
             for outcome in p.on.keys() {
                 if !STANDARD_OUTCOMES.contains(&outcome.as_str())

@@ -52,6 +52,8 @@ pub enum Code {
     BadReference,
     /// F0022: a default value does not match its variable's type.
     BadDefault,
+    /// F0023: a plugin node's input does not match its action's input schema.
+    BadInput,
 }
 
 impl Code {
@@ -80,6 +82,7 @@ impl Code {
             Code::BadValidation => "F0020",
             Code::BadReference => "F0021",
             Code::BadDefault => "F0022",
+            Code::BadInput => "F0023",
         }
     }
 
@@ -108,6 +111,7 @@ impl Code {
             Code::BadValidation => "bad-validation",
             Code::BadReference => "bad-reference",
             Code::BadDefault => "bad-default",
+            Code::BadInput => "bad-input",
         }
     }
 }

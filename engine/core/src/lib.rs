@@ -10,6 +10,7 @@ pub mod conversation;
 pub mod diagnostic;
 pub mod duration;
 pub mod graph;
+mod input_check;
 pub mod model;
 pub mod source;
 pub mod step;

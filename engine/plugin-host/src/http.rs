@@ -126,10 +126,24 @@ pub struct PluginHttp {
     response_bytes: u64,
 }
 
+/// Answers requests instead of the network (the plugin test harness): every grant check has
+/// passed by then, and the secret is already injected.
+pub trait Responder: Send + Sync + std::fmt::Debug + 'static {
+    /// The response to `method` `url` with `headers` and `body`, or why there is none.
+    fn respond(
+        &self,
+        method: &str,
+        url: &Url,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+    ) -> Result<Response, String>;
+}
+
 /// Runs requests for every plugin.
 #[derive(Debug)]
 pub struct Outbound {
     runtime: Option<tokio::runtime::Runtime>,
+    responder: Option<Arc<dyn Responder>>,
     /// For OAuth refreshes: operator-configured endpoints, not plugin requests.
     token_client: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
@@ -158,9 +172,16 @@ impl Outbound {
             .map_err(std::io::Error::other)?;
         Ok(Outbound {
             runtime: Some(runtime),
+            responder: None,
             token_client,
             secrets,
         })
+    }
+
+    /// Answers every request with `responder` instead of the network.
+    pub fn with_responder(mut self, responder: Arc<dyn Responder>) -> Self {
+        self.responder = Some(responder);
+        self
     }
 
     /// The secret store.
@@ -260,6 +281,7 @@ impl Job<'_> {
     fn owned(self) -> OwnedJob {
         OwnedJob {
             client: self.http.client.clone(),
+            responder: self.outbound.responder.clone(),
             token_client: self.outbound.token_client.clone(),
             secrets: self.outbound.secrets.clone(),
             grants: self.http.grants.clone(),
@@ -278,6 +300,7 @@ impl Job<'_> {
 
 struct OwnedJob {
     client: reqwest::Client,
+    responder: Option<Arc<dyn Responder>>,
     token_client: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
     grants: HttpGrants,
@@ -407,22 +430,28 @@ impl OwnedJob {
                     }
                 }
             }
-            let mut builder = self.client.request(method.clone(), target);
-            for (name, value) in &builder_headers {
-                builder = builder.header(name.as_str(), value.as_str());
-            }
-            if let Some(body) = &body {
-                builder = builder.body(body.clone());
-            }
-            let response = builder.send().await.map_err(transport)?;
-            let status = response.status();
+            let answer = match &self.responder {
+                Some(responder) => Answer::Scripted(
+                    responder
+                        .respond(method.as_str(), &target, &builder_headers, body.as_deref())
+                        .map_err(HttpError::Transport)?,
+                ),
+                None => {
+                    let mut builder = self.client.request(method.clone(), target);
+                    for (name, value) in &builder_headers {
+                        builder = builder.header(name.as_str(), value.as_str());
+                    }
+                    if let Some(body) = &body {
+                        builder = builder.body(body.clone());
+                    }
+                    Answer::Network(builder.send().await.map_err(transport)?)
+                }
+            };
+            let status = answer.status();
             if status.is_redirection()
-                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
+                && let Some(location) = answer.location()
             {
-                let location = location
-                    .to_str()
-                    .map_err(|_| HttpError::Transport("unreadable redirect location".into()))?;
-                let next = url.join(location).map_err(|err| {
+                let next = url.join(&location).map_err(|err| {
                     HttpError::Transport(format!("bad redirect `{location}`: {err}"))
                 })?;
                 url = self
@@ -439,7 +468,13 @@ impl OwnedJob {
                 }
                 continue;
             }
-            return self.read(response).await;
+            return match answer {
+                Answer::Network(response) => self.read(response).await,
+                Answer::Scripted(response) if response.body.len() as u64 > self.response_bytes => {
+                    Err(HttpError::TooLarge)
+                }
+                Answer::Scripted(response) => Ok(response),
+            };
         }
         Err(HttpError::Transport(format!(
             "more than {MAX_REDIRECTS} redirects"
@@ -479,6 +514,37 @@ impl OwnedJob {
             headers,
             body,
         })
+    }
+}
+
+/// A response from the network or from a script.
+enum Answer {
+    Network(reqwest::Response),
+    Scripted(Response),
+}
+
+impl Answer {
+    fn status(&self) -> reqwest::StatusCode {
+        match self {
+            Answer::Network(response) => response.status(),
+            Answer::Scripted(response) => reqwest::StatusCode::from_u16(response.status)
+                .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    fn location(&self) -> Option<String> {
+        match self {
+            Answer::Network(response) => response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            Answer::Scripted(response) => response
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.clone()),
+        }
     }
 }
 

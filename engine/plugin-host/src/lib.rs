@@ -9,6 +9,7 @@
 
 mod bindings;
 pub mod grants;
+pub mod harness;
 pub mod http;
 pub mod manifest;
 mod registry;
@@ -117,6 +118,8 @@ pub struct HostConfig {
     pub metering: bool,
     /// Settings that override plugins' `[config]` tables, by plugin name.
     pub config: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// Answers outbound HTTP instead of the network (the test harness).
+    pub responder: Option<Arc<dyn http::Responder>>,
 }
 
 /// The wasmtime engine, linkers and loaded plugins.
@@ -210,8 +213,11 @@ impl PluginHost {
                 }
             })
             .map_err(|err| setup_error("epoch thread", err))?;
-        let outbound =
-            Arc::new(http::Outbound::new(secrets).map_err(|err| setup_error("http", err))?);
+        let mut outbound = http::Outbound::new(secrets).map_err(|err| setup_error("http", err))?;
+        if let Some(responder) = &config.responder {
+            outbound = outbound.with_responder(responder.clone());
+        }
+        let outbound = Arc::new(outbound);
         Ok(PluginHost {
             engine,
             action_linker,

@@ -194,17 +194,17 @@ impl PluginState {
     fn kv_scope(&self, scope: kv::Scope) -> Result<KvScope<'_>, kv::KvError> {
         match scope {
             kv::Scope::Plugin => Ok(KvScope::Plugin),
-            kv::Scope::User => {
-                self.user.as_ref().map(KvScope::User).ok_or_else(|| {
-                    kv::KvError::Unavailable("this call is not for an end user".into())
-                })
-            }
+            kv::Scope::User => self
+                .user
+                .as_ref()
+                .map(KvScope::User)
+                .ok_or_else(|| kv::KvError::Denied("this call is not for an end user".into())),
         }
     }
 
     fn kv_store(&self) -> Result<&PluginKv, kv::KvError> {
         if self.grant.kv_bytes == 0 {
-            return Err(kv::KvError::Unavailable(format!(
+            return Err(kv::KvError::Denied(format!(
                 "no kv is granted to plugin `{}`",
                 self.grant.name
             )));

@@ -134,6 +134,7 @@ impl From<HttpError> for Error {
 impl From<KvError> for Error {
     fn from(error: KvError) -> Self {
         match error {
+            KvError::Denied(m) => Error::Misconfigured(format!("kv denied: {m}")),
             KvError::QuotaExceeded => Error::Permanent("kv quota exceeded".to_string()),
             KvError::TooLarge => Error::Permanent("kv key or value too large".to_string()),
             KvError::Unavailable(m) => Error::Retryable(format!("kv unavailable: {m}")),

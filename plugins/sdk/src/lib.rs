@@ -17,7 +17,7 @@
 //!   only as far as its manifest (`plugin.toml`) grants.
 //!
 //! Channel plugins implement [`channel::Channel`] and export it with [`channel!`]; see the
-//! [`channel`] module.
+//! [`channel`](mod@channel) module.
 //!
 //! # A complete plugin
 //!

@@ -118,12 +118,13 @@ impl Action for Secret {
 /// The input of `flood`.
 #[derive(Deserialize, JsonSchema)]
 struct FloodInput {
-    /// How many bytes of output: a JSON string of `x` (at least 2 bytes, its quotes).
+    /// How many `x` the output string has (the output is 2 bytes more: its quotes).
     bytes: usize,
 }
 
-/// Returns a JSON string of `bytes` bytes (quotes included), built in place: the SDK's
-/// serialization copies it once more, so it needs about 2.5 times `bytes` of memory.
+/// Returns a JSON string of `bytes` times `x` (so `bytes + 2` bytes of output, with the quotes),
+/// built in place: the SDK's serialization copies it once more, so it needs about 2.5 times
+/// `bytes` of memory.
 struct Flood;
 
 impl Action for Flood {
@@ -133,9 +134,9 @@ impl Action for Flood {
     type Output = Box<RawValue>;
 
     fn run(input: FloodInput, _: &Context) -> Result<Outcome<Box<RawValue>>, Error> {
-        let mut text = String::with_capacity(input.bytes.max(2));
+        let mut text = String::with_capacity(input.bytes.saturating_add(2));
         text.push('"');
-        text.extend(std::iter::repeat_n('x', input.bytes.saturating_sub(2)));
+        text.extend(std::iter::repeat_n('x', input.bytes));
         text.push('"');
         let output = RawValue::from_string(text).map_err(|e| Error::permanent(e.to_string()))?;
         Ok(output.into())
@@ -221,4 +222,50 @@ impl Action for Kv {
     }
 }
 
-influxify_plugin_sdk::plugin!(TestHostile: [Spin, Hog, Fetch, Secret, Flood, Trap, Panic, Kv]);
+/// The input of `sign`.
+#[derive(Deserialize, JsonSchema)]
+struct SignInput {
+    /// The secret to sign with.
+    secret: String,
+    /// The message.
+    message: String,
+}
+
+/// The signature, and whether the host verifies it (and refuses a tampered one).
+#[derive(Serialize, JsonSchema)]
+struct Signed {
+    /// HMAC-SHA256, hex.
+    signature: String,
+    /// Whether the signature verifies.
+    verified: bool,
+    /// Whether a tampered signature verifies (it must not).
+    tampered_verified: bool,
+}
+
+/// Signs a message with a named secret it never holds, and verifies the signature.
+struct Sign;
+
+impl Action for Sign {
+    const NAME: &'static str = "sign";
+    const DESCRIPTION: &'static str = "HMAC-SHA256 with a named secret, then verification";
+    type Input = SignInput;
+    type Output = Signed;
+
+    fn run(input: SignInput, _: &Context) -> Result<Outcome<Signed>, Error> {
+        let signature = crypto::hmac_sha256(&input.secret, input.message.as_bytes())?;
+        let verified =
+            crypto::verify_hmac_sha256(&input.secret, input.message.as_bytes(), &signature)?;
+        let mut tampered = signature.clone();
+        tampered[0] ^= 1;
+        let tampered_verified =
+            crypto::verify_hmac_sha256(&input.secret, input.message.as_bytes(), &tampered)?;
+        Ok(Signed {
+            signature: crypto::to_hex(&signature),
+            verified,
+            tampered_verified,
+        }
+        .into())
+    }
+}
+
+influxify_plugin_sdk::plugin!(TestHostile: [Spin, Hog, Fetch, Secret, Flood, Trap, Panic, Kv, Sign]);

@@ -122,3 +122,53 @@ fn oauth_tokens_are_refreshed_on_expiry_and_once_on_a_401() {
         .count();
     assert_eq!(tokens, 2);
 }
+
+#[test]
+fn signatures_use_granted_secrets_the_plugin_never_holds() {
+    use hmac::Mac;
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "test-hostile", "hostile", |m| m);
+    let secrets = MemorySecrets::new()
+        .with("test_token", "app-secret")
+        .with("other_token", "not-yours");
+    let (host, _) = host_with(Arc::new(secrets));
+    host.load_dir(dir.path());
+    let input = |secret: &str| {
+        serde_json::json!({"secret": secret, "message": "{\"object\":\"page\"}"}).to_string()
+    };
+    let signed: serde_json::Value = serde_json::from_str(
+        &call(&host, "test-hostile.sign", &input("test_token"))
+            .unwrap()
+            .output,
+    )
+    .unwrap();
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(b"app-secret").unwrap();
+    mac.update(b"{\"object\":\"page\"}");
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(signed["signature"], expected);
+    assert_eq!(signed["verified"], true);
+    assert_eq!(signed["tampered_verified"], false);
+    let err = call(&host, "test-hostile.sign", &input("other_token")).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Misconfigured(m) if m.contains("not granted")),
+        "{err:?}"
+    );
+    // A plugin without a kv grant is told so, as a misconfiguration.
+    let err = host
+        .invoke(
+            "test-hostile.kv",
+            r#"{"scope":"user","key":"k","bytes":1}"#,
+            &Call::new(None, "k"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Misconfigured(m) if m.contains("end user")),
+        "{err:?}"
+    );
+}
