@@ -22,6 +22,37 @@ fn printed_schemas_match_the_committed_files() {
         committed("flow-test.schema.json"),
         "run `cargo run -- schema test > schemas/flow-test.schema.json`"
     );
+    let plugin = influxify(&["schema", "plugin"], None);
+    assert_eq!(
+        stdout(&plugin),
+        committed("plugin.schema.json"),
+        "run `cargo xtask schemas`"
+    );
+}
+
+#[test]
+fn shipped_plugin_manifests_validate_against_their_schema() {
+    let validator = validator("plugin.schema.json");
+    let mut manifests = vec![root().join("examples/plugin-currency/plugin.toml")];
+    for entry in std::fs::read_dir(root().join("plugins")).unwrap() {
+        let path = entry.unwrap().path().join("plugin.toml");
+        if path.is_file() {
+            manifests.push(path);
+        }
+    }
+    assert!(manifests.len() >= 3, "{manifests:?}");
+    for path in manifests {
+        let value: serde_json::Value =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    }
+    let broken: serde_json::Value =
+        toml::from_str("[plugin]\nname = \"x\"\n[grants]\nhttp = 3\n").unwrap();
+    assert!(!validator.is_valid(&broken));
 }
 
 fn yaml_files(suffix_test: bool) -> Vec<std::path::PathBuf> {

@@ -1,7 +1,9 @@
-//! `influxify`: the command bot designers use every day (validate, graph, chat, test, schema).
+//! `influxify`: the command bot designers use every day (validate, graph, chat, test, schema),
+//! the durable runtime on standard input (`run`), and the plugin author's kit (`plugin`).
 
 mod chat;
 mod graph;
+mod plugin;
 mod run;
 mod schema;
 mod transcripts;
@@ -40,6 +42,9 @@ enum Command {
         /// `{"actions": {"crm.lookup": {"outcomes": ["not_found"]}}}`.
         #[arg(long)]
         catalog: Option<PathBuf>,
+        /// A plugins directory: its actions, outcomes and input schemas are known to validation.
+        #[arg(long)]
+        plugins: Option<PathBuf>,
     },
     /// Draw a flow as a Mermaid or Graphviz diagram.
     Graph {
@@ -77,12 +82,50 @@ enum Command {
         /// The flow new conversations start in.
         #[arg(long)]
         entry: String,
+        /// A plugins directory (each plugin a `plugin.toml` beside its component); plugins
+        /// reload when their files change. Secrets come from `INFLUXIFY_SECRET_<NAME>`.
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+    },
+    /// Write, test and inspect plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
     /// Print a JSON Schema.
     Schema {
         /// Which schema.
         #[arg(value_enum)]
         which: SchemaKind,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Create a plugin crate: an action, its manifest, a harness script and a README.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// Where to create it (default: a directory named after the plugin).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plugin SDK crate (default: the one beside this engine's sources).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Run a built plugin against a script of cases (scripted HTTP, kv and secrets) and report
+    /// the outcome, instructions and peak memory of each call.
+    Test {
+        /// The plugin's manifest (`plugin.toml`).
+        manifest: PathBuf,
+        /// The script (YAML).
+        #[arg(long)]
+        script: PathBuf,
+    },
+    /// Load every plugin of a directory and list their actions (or why one is refused).
+    List {
+        /// The plugins directory.
+        dir: PathBuf,
     },
 }
 
@@ -104,6 +147,8 @@ enum SchemaKind {
     Flow,
     /// Transcript test files.
     Test,
+    /// Plugin manifests (`plugin.toml`).
+    Plugin,
 }
 
 fn main() -> ExitCode {
@@ -113,12 +158,25 @@ fn main() -> ExitCode {
             paths,
             format,
             catalog,
-        } => validate::run(&paths, format, catalog.as_deref()),
+            plugins,
+        } => validate::run(&paths, format, catalog.as_deref(), plugins.as_deref()),
         Command::Graph { file, format } => graph::run(&file, format),
         Command::Chat { file, mocks, user } => chat::run(&file, mocks.as_deref(), &user),
         Command::Test { paths } => transcripts::run(&paths),
         Command::Schema { which } => schema::run(which),
-        Command::Run { data, flows, entry } => run::run(&data, &flows, &entry),
+        Command::Run {
+            data,
+            flows,
+            entry,
+            plugins,
+        } => run::run(&data, &flows, &entry, plugins.as_deref()),
+        Command::Plugin { command } => match command {
+            PluginCommand::New { name, dir, sdk } => {
+                plugin::new(&name, dir.as_deref(), sdk.as_deref())
+            }
+            PluginCommand::Test { manifest, script } => plugin::test(&manifest, &script),
+            PluginCommand::List { dir } => plugin::list(&dir),
+        },
     };
     match result {
         Ok(code) => code,

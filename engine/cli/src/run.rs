@@ -15,8 +15,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use influxify_core::Event;
 use influxify_core::conversation::{Effect, Outbound, UserMessage};
+use influxify_plugin_host::{Call, HostConfig, MemorySecrets, PluginHost};
 use influxify_runtime::{BoxFuture, Config, EffectError, EffectHandler, MigrationPolicy, Runtime};
-use influxify_store::{ConversationKey, DEFAULT_CACHE_BYTES, Inbound, Ingested, SledStore, Store};
+use influxify_store::{
+    ConversationKey, DEFAULT_CACHE_BYTES, Inbound, Ingested, PluginKv, SledStore, Store,
+};
 use serde::Deserialize;
 use tokio::io::AsyncBufReadExt;
 
@@ -41,10 +44,33 @@ fn default_channel() -> String {
     "stdin".to_string()
 }
 
-/// Writes effects as JSON lines; plugin calls are refused (no plugin host in this mode yet).
+/// Writes effects as JSON lines and runs plugin calls through the plugin host, if any.
 #[derive(Debug)]
 struct Printer {
     out: Mutex<std::io::Stdout>,
+    plugins: Option<Arc<PluginHost>>,
+}
+
+/// A plugin host with the plugins of `dir` (a refused plugin is reported, the others load) and
+/// secrets from `INFLUXIFY_SECRET_<NAME>` variables.
+pub fn load_plugins(dir: &Path, kv: Option<Arc<PluginKv>>) -> anyhow::Result<Arc<PluginHost>> {
+    if !dir.is_dir() {
+        anyhow::bail!("the plugins directory {} does not exist", dir.display());
+    }
+    let host = PluginHost::new(
+        Arc::new(MemorySecrets::from_env()),
+        kv,
+        HostConfig {
+            cache_dir: Some(dir.join(".cache")),
+            ..HostConfig::default()
+        },
+    )?;
+    for loaded in host.load_dir(dir) {
+        if let Err(err) = loaded {
+            eprintln!("warning: {err}");
+        }
+    }
+    Ok(Arc::new(host))
 }
 
 impl Printer {
@@ -71,15 +97,31 @@ impl EffectHandler for Printer {
 
     fn call<'a>(
         &'a self,
-        _conversation: &'a ConversationKey,
+        conversation: &'a ConversationKey,
         action: &'a str,
-        _input: &'a serde_json::Value,
-        _key: &'a str,
+        input: &'a serde_json::Value,
+        key: &'a str,
     ) -> BoxFuture<'a, Result<(String, serde_json::Value), EffectError>> {
         Box::pin(async move {
-            Err(EffectError::permanent(format!(
-                "no plugin host in `influxify run`: cannot call {action}"
-            )))
+            let Some(host) = self.plugins.clone() else {
+                return Err(EffectError::permanent(format!(
+                    "no plugins directory was given (--plugins): cannot call {action}"
+                )));
+            };
+            let call = Call::new(Some(conversation.clone()), key);
+            let (action, input) = (action.to_string(), input.to_string());
+            let invoked = tokio::task::spawn_blocking(move || host.invoke(&action, &input, &call))
+                .await
+                .map_err(|err| EffectError::retryable(err.to_string()))?;
+            match invoked {
+                Ok(invocation) => {
+                    let output = serde_json::from_str(&invocation.output)
+                        .unwrap_or(serde_json::Value::String(invocation.output));
+                    Ok((invocation.outcome, output))
+                }
+                Err(err) if err.is_retryable() => Err(EffectError::retryable(err.to_string())),
+                Err(err) => Err(EffectError::permanent(err.to_string())),
+            }
         })
     }
 
@@ -96,14 +138,24 @@ impl EffectHandler for Printer {
     }
 }
 
-pub fn run(data: &Path, flows: &Path, entry: &str) -> anyhow::Result<ExitCode> {
+pub fn run(
+    data: &Path,
+    flows: &Path,
+    entry: &str,
+    plugins: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    tokio.block_on(serve_stdin(data, flows, entry))
+    tokio.block_on(serve_stdin(data, flows, entry, plugins))
 }
 
-async fn serve_stdin(data: &Path, flows: &Path, entry: &str) -> anyhow::Result<ExitCode> {
+async fn serve_stdin(
+    data: &Path,
+    flows: &Path,
+    entry: &str,
+    plugins: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let files = influxify_designer::project::flows_in(flows)?;
     let mut sources = Vec::new();
     for file in files {
@@ -117,11 +169,25 @@ async fn serve_stdin(data: &Path, flows: &Path, entry: &str) -> anyhow::Result<E
             text,
         ));
     }
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(data, DEFAULT_CACHE_BYTES)?);
+    let sled = SledStore::open(data, DEFAULT_CACHE_BYTES)?;
+    let mut config = Config::new("default", entry);
+    let host = match plugins {
+        Some(dir) => {
+            let host = load_plugins(dir, Some(Arc::new(PluginKv::open(sled.db())?)))?;
+            host.watch(dir.to_path_buf(), std::time::Duration::from_secs(2));
+            let mut catalog = influxify_core::Catalog::builtin();
+            catalog.actions.extend(host.catalog().actions);
+            config.catalog = Some(catalog);
+            Some(host)
+        }
+        None => None,
+    };
+    let store: Arc<dyn Store> = Arc::new(sled);
     let printer = Arc::new(Printer {
         out: Mutex::new(std::io::stdout()),
+        plugins: host,
     });
-    let runtime = Runtime::start(store, printer.clone(), Config::new("default", entry)).await?;
+    let runtime = Runtime::start(store, printer.clone(), config).await?;
     runtime
         .publish(sources, Some(MigrationPolicy::Keep))
         .await?;

@@ -14,8 +14,14 @@ pub fn run(
     paths: &[PathBuf],
     format: DiagnosticFormat,
     catalog: Option<&Path>,
+    plugins: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let mut known = Catalog::builtin();
+    if let Some(dir) = plugins {
+        known
+            .actions
+            .extend(crate::run::load_plugins(dir, None)?.catalog().actions);
+    }
     if let Some(path) = catalog {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;

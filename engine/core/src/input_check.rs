@@ -85,9 +85,17 @@ fn walk(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
         if let Some(name) = required.as_str()
             && !fields.contains_key(name)
         {
-            problems.push(format!(
-                "`{path}` lacks `{name}`, which the action requires"
-            ));
+            let mut message = format!("`{path}` lacks `{name}`, which the action requires");
+            // A field the action does not know may be this one, misspelt.
+            if let Some(misspelt) = fields.keys().find(|k| {
+                properties.is_none_or(|p| !p.contains_key(k.as_str()))
+                    && did_you_mean(k, std::iter::once(name)).is_some()
+            }) {
+                message.push_str(&format!(
+                    "; `{misspelt}` is not a field it takes: did you mean `{name}`?"
+                ));
+            }
+            problems.push(message);
         }
     }
     for (name, field) in fields {

@@ -130,6 +130,17 @@ pub const MAX_MEMORY_MB: u32 = 1024;
 /// The longest time budget a manifest may ask for, in ms.
 pub const MAX_TIME_MS: u64 = 5 * 60 * 1000;
 
+/// The JSON Schema of `plugin.toml` (as TOML maps to JSON), committed as
+/// `schemas/plugin.schema.json`.
+pub fn manifest_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Manifest);
+    schema.insert(
+        "$id".into(),
+        "https://influxify.dev/schemas/plugin.schema.json".into(),
+    );
+    serde_json::to_value(schema).unwrap_or_default()
+}
+
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {

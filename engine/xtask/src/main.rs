@@ -95,6 +95,7 @@ fn schemas() -> Result<(), String> {
     for (which, file) in [
         ("flow", "flow.schema.json"),
         ("test", "flow-test.schema.json"),
+        ("plugin", "plugin.schema.json"),
     ] {
         let output = cargo()
             .args([
