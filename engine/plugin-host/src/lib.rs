@@ -171,7 +171,13 @@ impl PluginHost {
             .total_core_instances(MAX_CONCURRENT_CALLS * 4)
             .total_memories(MAX_CONCURRENT_CALLS * 2)
             .total_tables(MAX_CONCURRENT_CALLS * 4)
-            .max_memory_size(manifest::MAX_MEMORY_MB as usize * 1024 * 1024);
+            .max_memory_size(manifest::MAX_MEMORY_MB as usize * 1024 * 1024)
+            // Reset a used slot by rewriting only the pages the call dirtied (PAGEMAP_SCAN, Linux
+            // 6.7+) instead of unmapping them: no page faults or TLB shootdowns on the next
+            // call (measured: no-op call p50 9 µs instead of 21-27 µs).
+            .linear_memory_keep_resident(8 * 1024 * 1024)
+            .table_keep_resident(64 * 1024)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if let Some(dir) = &config.cache_dir {
             let dir = std::path::absolute(dir).map_err(|err| setup_error("cache", err))?;

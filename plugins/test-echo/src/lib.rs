@@ -1,5 +1,6 @@
-//! A plugin for the plugin host's tests: `echo` returns its input, `now` reads the host clock,
-//! `spin` never returns (CPU limit), `hog` allocates without end (memory limit).
+//! A plugin for the plugin host's tests and benchmarks: `echo` returns its input, `now` reads
+//! the host clock, `spin` never returns (CPU limit), `hog` allocates without end (memory
+//! limit), `noop` does nothing and `transform` upper-cases the strings of a JSON document.
 
 use influxify_plugin_sdk::prelude::*;
 use serde_json::value::RawValue;
@@ -68,4 +69,55 @@ impl Action for Hog {
     }
 }
 
-influxify_plugin_sdk::plugin!(TestEcho: [Echo, Now, Spin, Hog]);
+/// Does nothing (the host's per-call overhead).
+struct Noop;
+
+impl Action for Noop {
+    const NAME: &'static str = "noop";
+    const DESCRIPTION: &'static str = "Does nothing";
+    type Input = NoInput;
+    type Output = ();
+
+    fn run(_: NoInput, _: &Context) -> Result<Outcome<()>, Error> {
+        Ok(().into())
+    }
+}
+
+/// Upper-cases every string in a JSON document and counts them (a typical small transform).
+struct Transform;
+
+/// The transformed document.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Transformed {
+    /// The document, strings upper-cased.
+    document: serde_json::Value,
+    /// How many strings there were.
+    strings: usize,
+}
+
+fn shout(value: &mut serde_json::Value, count: &mut usize) {
+    match value {
+        serde_json::Value::String(s) => {
+            *s = s.to_uppercase();
+            *count += 1;
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| shout(v, count)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| shout(v, count)),
+        _ => {}
+    }
+}
+
+impl Action for Transform {
+    const NAME: &'static str = "transform";
+    const DESCRIPTION: &'static str = "Upper-cases every string of a JSON document";
+    type Input = serde_json::Value;
+    type Output = Transformed;
+
+    fn run(mut document: serde_json::Value, _: &Context) -> Result<Outcome<Transformed>, Error> {
+        let mut strings = 0;
+        shout(&mut document, &mut strings);
+        Ok(Transformed { document, strings }.into())
+    }
+}
+
+influxify_plugin_sdk::plugin!(TestEcho: [Echo, Now, Spin, Hog, Noop, Transform]);
