@@ -34,9 +34,9 @@ nodes:
     kind: end
 "#;
 
-/// Builds the scaffolded crate, sharing compiled dependencies with the test plugins, and puts
-/// the component where its manifest says.
-fn build(krate: &Path) {
+/// Builds a plugin crate, sharing compiled dependencies with the test plugins, and copies the
+/// component `file` to `to`.
+fn build_to(krate: &Path, file: &str, to: &Path) {
     let shared = root().join("plugins/target");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
@@ -45,14 +45,45 @@ fn build(krate: &Path) {
         .env_remove("RUSTFLAGS")
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "the scaffolded plugin builds");
-    let out = krate.join("target/wasm32-wasip2/release");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::copy(
-        shared.join("wasm32-wasip2/release/greeter.wasm"),
-        out.join("greeter.wasm"),
-    )
-    .unwrap();
+    assert!(status.success(), "{} builds", krate.display());
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(shared.join("wasm32-wasip2/release").join(file), to).unwrap();
+}
+
+/// Builds the scaffolded crate and puts the component where its manifest says.
+fn build(krate: &Path) {
+    build_to(
+        krate,
+        "greeter.wasm",
+        &krate.join("target/wasm32-wasip2/release/greeter.wasm"),
+    );
+}
+
+#[test]
+fn the_example_plugin_passes_its_harness() {
+    let work = tempfile::tempdir().unwrap();
+    let example = root().join("examples/plugin-currency");
+    let installed = work.path().join("currency");
+    build_to(
+        &example,
+        "plugin_currency.wasm",
+        &installed.join("plugin_currency.wasm"),
+    );
+    for file in ["plugin.toml", "harness.yaml"] {
+        std::fs::copy(example.join(file), installed.join(file)).unwrap();
+    }
+    let tested = influxify_in(
+        &installed,
+        &["plugin", "test", "plugin.toml", "--script", "harness.yaml"],
+        None,
+    );
+    let report = stdout(&tested);
+    assert!(
+        tested.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    assert!(report.contains("6 passed, 0 failed"), "{report}");
 }
 
 #[test]
