@@ -60,7 +60,18 @@ fn test() -> Result<(), String> {
     setup()?;
     let mut tests = cargo();
     tests.args(["test", "--workspace", "--locked"]);
-    run(tests)
+    run(tests)?;
+    // The plugin SDK's own tests run on the host.
+    let mut sdk = cargo();
+    sdk.args([
+        "test",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+        "--locked",
+        "-p",
+        "influxify-plugin-sdk",
+    ]);
+    run(sdk)
 }
 
 fn ci() -> Result<(), String> {
@@ -88,6 +99,22 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     run(clippy)?;
+    setup()?;
+    let mut clippy_plugins = cargo();
+    clippy_plugins.args([
+        "clippy",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+        "--workspace",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy_plugins)?;
     test()
 }
 
