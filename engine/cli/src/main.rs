@@ -42,7 +42,8 @@ enum Command {
         /// `{"actions": {"crm.lookup": {"outcomes": ["not_found"]}}}`.
         #[arg(long)]
         catalog: Option<PathBuf>,
-        /// A plugins directory: its actions, outcomes and input schemas are known to validation.
+        /// A plugins directory (or one `plugin.toml`): its actions, outcomes and input schemas
+        /// are known to validation.
         #[arg(long)]
         plugins: Option<PathBuf>,
     },
@@ -82,8 +83,9 @@ enum Command {
         /// The flow new conversations start in.
         #[arg(long)]
         entry: String,
-        /// A plugins directory (each plugin a `plugin.toml` beside its component); plugins
-        /// reload when their files change. Secrets come from `INFLUXIFY_SECRET_<NAME>`.
+        /// A plugins directory (each plugin a `plugin.toml` beside its component), or one
+        /// `plugin.toml`; plugins reload when their files change. Secrets come from
+        /// `INFLUXIFY_SECRET_<NAME>`.
         #[arg(long)]
         plugins: Option<PathBuf>,
     },

@@ -51,22 +51,32 @@ struct Printer {
     plugins: Option<Arc<PluginHost>>,
 }
 
-/// A plugin host with the plugins of `dir` (a refused plugin is reported, the others load) and
-/// secrets from `INFLUXIFY_SECRET_<NAME>` variables.
+/// A plugin host with the plugins of `dir` (a directory of plugins, or one `plugin.toml`; a
+/// refused plugin is reported, the others load) and secrets from `INFLUXIFY_SECRET_<NAME>`
+/// variables.
 pub fn load_plugins(dir: &Path, kv: Option<Arc<PluginKv>>) -> anyhow::Result<Arc<PluginHost>> {
-    if !dir.is_dir() {
+    if !dir.exists() {
         anyhow::bail!("the plugins directory {} does not exist", dir.display());
     }
     let host = PluginHost::new(
         Arc::new(MemorySecrets::from_env()),
         kv,
         HostConfig {
-            cache_dir: Some(dir.join(".cache")),
+            cache_dir: Some(if dir.is_dir() {
+                dir.join(".cache")
+            } else {
+                dir.with_file_name(".cache")
+            }),
             ..HostConfig::default()
         },
     )?;
-    for loaded in host.load_dir(dir) {
-        if let Err(err) = loaded {
+    let loaded = if dir.is_dir() {
+        host.load_dir(dir)
+    } else {
+        vec![host.load(dir)]
+    };
+    for result in loaded {
+        if let Err(err) = result {
             eprintln!("warning: {err}");
         }
     }
@@ -174,7 +184,8 @@ async fn serve_stdin(
     let host = match plugins {
         Some(dir) => {
             let host = load_plugins(dir, Some(Arc::new(PluginKv::open(sled.db())?)))?;
-            host.watch(dir.to_path_buf(), std::time::Duration::from_secs(2));
+            let new_ones = dir.is_dir().then(|| dir.to_path_buf());
+            host.watch(new_ones, std::time::Duration::from_secs(2));
             let mut catalog = influxify_core::Catalog::builtin();
             catalog.actions.extend(host.catalog().actions);
             config.catalog = Some(catalog);

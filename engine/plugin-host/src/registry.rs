@@ -324,9 +324,9 @@ impl PluginHost {
         paths.into_iter().map(|path| self.load(&path)).collect()
     }
 
-    /// Reloads the plugins under `dir` whenever their files change, checking every `every`,
-    /// until the host is dropped.
-    pub fn watch(self: &Arc<Self>, dir: PathBuf, every: Duration) {
+    /// Reloads loaded plugins whenever their files change, and loads manifests that appear
+    /// under `dir` (if given), checking every `every`, until the host is dropped.
+    pub fn watch(self: &Arc<Self>, dir: Option<PathBuf>, every: Duration) {
         let host = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("plugin-watch".into())
@@ -334,7 +334,7 @@ impl PluginHost {
                 loop {
                     std::thread::sleep(every);
                     let Some(host) = host.upgrade() else { return };
-                    for result in host.reload_changed(Some(&dir)) {
+                    for result in host.reload_changed(dir.as_deref()) {
                         if let Err(err) = result {
                             tracing::error!(error = %err, "plugin reload refused; the running version stays");
                         }
@@ -541,6 +541,9 @@ impl PluginHost {
         call: &Call,
         run: impl FnOnce(&ChannelPlugin, &mut Store<PluginState>, &CallContext) -> wasmtime::Result<T>,
     ) -> Result<T, PluginError> {
+        if channel.contains('.') {
+            return Err(PluginError::Unknown(format!("channel {channel}")));
+        }
         let (plugin, mut store, context, _) = self.call_setup(channel, call)?;
         let World::Channel { pre } = &plugin.world else {
             return Err(PluginError::Unknown(format!("channel {channel}")));

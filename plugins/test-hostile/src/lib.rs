@@ -2,8 +2,9 @@
 //! misbehaviour: `spin` (never returns), `hog` (allocates without bound), `fetch` (HTTP GET of
 //! any URL: hosts not granted, private addresses, metadata endpoints, redirects), `secret`
 //! (asks for a secret to be injected, granted or not), `flood` (an enormous output), `trap`
-//! (executes `unreachable`), `panic` (a Rust panic) and `kv` (writes values of any size, to hit
-//! quotas).
+//! (executes `unreachable`), `panic` (a Rust panic), `kv` (writes values of any size, to hit
+//! quotas), `sign` (HMAC with a named secret) and `escape` (tries to leave the sandbox through
+//! WASI: files, environment, sockets, DNS).
 
 use influxify_plugin_sdk::http::Placement;
 use influxify_plugin_sdk::kv::Scope;
@@ -268,4 +269,95 @@ impl Action for Sign {
     }
 }
 
-influxify_plugin_sdk::plugin!(TestHostile: [Spin, Hog, Fetch, Secret, Flood, Trap, Panic, Kv, Sign]);
+/// The input of `escape`.
+#[derive(Deserialize, JsonSchema)]
+struct EscapeInput {
+    /// The address to open a TCP connection to (`127.0.0.1:PORT`).
+    addr: String,
+}
+
+/// One attempt to leave the sandbox.
+#[derive(Serialize, JsonSchema)]
+struct Attempt {
+    /// Whether it succeeded.
+    ok: bool,
+    /// What it got, when it succeeded (the start of a file, names, a count, addresses).
+    value: Option<String>,
+    /// The error, when it failed.
+    error: Option<String>,
+}
+
+impl<T: std::fmt::Display, E: std::fmt::Display> From<Result<T, E>> for Attempt {
+    fn from(result: Result<T, E>) -> Self {
+        match result {
+            Ok(value) => Attempt {
+                ok: true,
+                value: Some(value.to_string()),
+                error: None,
+            },
+            Err(error) => Attempt {
+                ok: false,
+                value: None,
+                error: Some(error.to_string()),
+            },
+        }
+    }
+}
+
+/// What each attempt to leave the sandbox got.
+#[derive(Serialize, JsonSchema)]
+struct Escaped {
+    /// `std::fs::read_to_string("/etc/passwd")` (its first 100 characters).
+    passwd: Attempt,
+    /// `std::fs::read_dir("/")` (the names, comma-separated).
+    root: Attempt,
+    /// `std::env::vars().count()`: always succeeds, the value is the count.
+    env_vars: Attempt,
+    /// `std::env::var("HOME")`.
+    home: Attempt,
+    /// `std::net::TcpStream::connect(addr)` (the peer address).
+    connect: Attempt,
+    /// `"localhost:80".to_socket_addrs()` (the addresses, comma-separated).
+    resolve: Attempt,
+}
+
+/// Tries to leave the sandbox through WASI: read a file, list `/`, read the environment, open a
+/// TCP connection, resolve a name. Reports what each attempt got.
+struct Escape;
+
+impl Action for Escape {
+    const NAME: &'static str = "escape";
+    const DESCRIPTION: &'static str = "Tries files, environment, sockets and DNS through WASI";
+    type Input = EscapeInput;
+    type Output = Escaped;
+
+    fn run(input: EscapeInput, _: &Context) -> Result<Outcome<Escaped>, Error> {
+        use std::net::ToSocketAddrs;
+        let passwd = std::fs::read_to_string("/etc/passwd")
+            .map(|text| text.chars().take(100).collect::<String>());
+        let root = std::fs::read_dir("/").and_then(|entries| {
+            let names = entries
+                .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(names.join(","))
+        });
+        let env_vars = Ok::<_, String>(std::env::vars().count());
+        let home = std::env::var("HOME");
+        let connect =
+            std::net::TcpStream::connect(input.addr.as_str()).and_then(|stream| stream.peer_addr());
+        let resolve = "localhost:80"
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.to_string()).collect::<Vec<_>>().join(","));
+        Ok(Escaped {
+            passwd: passwd.into(),
+            root: root.into(),
+            env_vars: env_vars.into(),
+            home: home.into(),
+            connect: connect.into(),
+            resolve: resolve.into(),
+        }
+        .into())
+    }
+}
+
+influxify_plugin_sdk::plugin!(TestHostile: [Spin, Hog, Fetch, Secret, Flood, Trap, Panic, Kv, Sign, Escape]);

@@ -227,3 +227,32 @@ fn the_request_budget_and_response_cap_hold() {
     );
     assert!(err.is_retryable(), "{err:?}");
 }
+
+#[test]
+fn wasi_gives_no_files_environment_sockets_or_dns() {
+    let server = Server::start();
+    let (host, _dir) = hostile_host(&server);
+    // The test server's own address: granted for HTTP through the host, never as a raw socket.
+    let addr = server.url.strip_prefix("http://").unwrap();
+    let output = alongside(
+        &host,
+        "test-hostile.escape",
+        &serde_json::json!({"addr": addr}).to_string(),
+    )
+    .unwrap();
+    let escaped: serde_json::Value = serde_json::from_str(&output).unwrap();
+    for attempt in ["passwd", "root", "home", "connect", "resolve"] {
+        let got = &escaped[attempt];
+        assert_eq!(got["ok"], false, "{attempt} got through: {output}");
+        assert!(
+            got["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{attempt}: {output}"
+        );
+    }
+    assert_eq!(escaped["env_vars"]["value"], "0", "{output}");
+    assert!(
+        std::env::vars().count() > 0,
+        "the test process has an environment that could leak"
+    );
+    assert_eq!(server.connections(), 0, "no socket reached the server");
+}

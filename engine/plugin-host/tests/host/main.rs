@@ -1,7 +1,9 @@
-//! The plugin host with real components (`plugins/test-echo`, `plugins/test-hostile`, built for
-//! wasm32-wasip2 by the test itself), a real sled kv store and real local HTTP servers.
+//! The plugin host with real components (`plugins/test-echo`, `plugins/test-hostile`,
+//! `plugins/test-channel`, built for wasm32-wasip2 by the test itself), a real sled kv store and
+//! real local HTTP servers.
 
 mod capabilities;
+mod channel;
 mod hostile;
 mod loading;
 mod server;
@@ -23,7 +25,7 @@ pub fn built(crate_file: &str) -> PathBuf {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args([
                 "build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", "test-echo",
-                "-p", "test-hostile",
+                "-p", "test-hostile", "-p", "test-channel",
             ])
             .current_dir(&plugins)
             .env_remove("CARGO_TARGET_DIR")
@@ -39,7 +41,7 @@ pub fn built(crate_file: &str) -> PathBuf {
     dir.join(crate_file)
 }
 
-/// Installs plugin `name` (`test-echo` or `test-hostile`) into `plugins/<dir_name>/` with its
+/// Installs plugin `name` (`test-echo`, `test-hostile` or `test-channel`) into `plugins/<dir_name>/` with its
 /// manifest edited by `edit`.
 pub fn install(
     plugins: &Path,

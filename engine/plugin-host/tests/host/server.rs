@@ -1,8 +1,10 @@
 //! A small real HTTP/1.1 server on 127.0.0.1 for the tests: it records every request and answers
-//! by path (`/ok`, `/redirect?to=URL`, `/big?bytes=N`, `/slow?ms=N`, `/token`, `/protected`).
+//! by path (`/ok`, `/redirect?to=URL`, `/big?bytes=N`, `/slow?ms=N`, `/token`, `/protected`,
+//! `/messages`), and counts the connections it accepts.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A request the server saw.
@@ -35,6 +37,10 @@ pub struct Server {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// The access token `/protected` accepts (`/token` hands out `fresh-token`).
     pub accepted: Arc<Mutex<String>>,
+    /// The status `/messages` answers (200, the default, with `{"message_id": "mid.1"}`).
+    pub messages_status: Arc<Mutex<u16>>,
+    /// How many connections it accepted (with a request or not).
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -46,10 +52,13 @@ impl Server {
             url,
             seen: Arc::default(),
             accepted: Arc::new(Mutex::new("fresh-token".into())),
+            messages_status: Arc::new(Mutex::new(200)),
+            connections: Arc::default(),
         };
         let handle = server.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                handle.connections.fetch_add(1, Ordering::SeqCst);
                 let handle = handle.clone();
                 std::thread::spawn(move || handle.serve(stream));
             }
@@ -60,6 +69,16 @@ impl Server {
     /// The requests seen so far.
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Has `/messages` answer `status` from now on.
+    pub fn answer_messages_with(&self, status: u16) {
+        *self.messages_status.lock().unwrap() = status;
+    }
+
+    /// How many connections it accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     fn serve(&self, stream: TcpStream) {
@@ -136,6 +155,19 @@ impl Server {
                 } else {
                     (401, vec![], b"unauthorized".to_vec())
                 }
+            }
+            "/messages" => {
+                let status = *self.messages_status.lock().unwrap();
+                let body: &[u8] = if status == 200 {
+                    br#"{"message_id":"mid.1"}"#
+                } else {
+                    br#"{"error":"refused"}"#
+                };
+                (
+                    status,
+                    vec![("content-type".into(), "application/json".into())],
+                    body.to_vec(),
+                )
             }
             _ => (404, vec![], b"not found".to_vec()),
         };
