@@ -55,6 +55,10 @@ pub struct PluginInfo {
     /// What it does, for operators.
     #[serde(default)]
     pub description: String,
+    /// The actions an action plugin provides (`convert` for `currency.convert`). The host
+    /// refuses a component whose actions differ, so the manifest tells operators the truth.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
 }
 
 /// The `[grants]` table.
@@ -81,9 +85,13 @@ pub struct Grants {
     /// Linear memory an invocation may grow to, in MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u32,
-    /// Wall-clock (and CPU) budget of one invocation, instantiation included, in ms.
+    /// Wall-clock budget of one invocation, instantiation and host calls (HTTP) included, in ms.
     #[serde(default = "default_time_ms")]
     pub time_ms: u64,
+    /// Budget of the plugin's own computing in one invocation, in ms (enforced by epoch
+    /// interruption while its code runs). Default: `time_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
 }
 
 impl Default for Grants {
@@ -96,6 +104,7 @@ impl Default for Grants {
             kv_bytes: 0,
             memory_mb: default_memory_mb(),
             time_ms: default_time_ms(),
+            cpu_ms: None,
         }
     }
 }
@@ -241,6 +250,19 @@ impl Manifest {
                 "grants.time_ms is {}; it must be between 1 and {MAX_TIME_MS}",
                 grants.time_ms
             )));
+        }
+        if let Some(cpu) = grants.cpu_ms
+            && (cpu == 0 || cpu > grants.time_ms)
+        {
+            return Err(invalid(format!(
+                "grants.cpu_ms is {cpu}; it must be between 1 and grants.time_ms ({})",
+                grants.time_ms
+            )));
+        }
+        if self.plugin.kind == Kind::Channel && !self.plugin.actions.is_empty() {
+            return Err(invalid(
+                "plugin.actions lists actions, but a channel plugin provides none".to_string(),
+            ));
         }
         let mut origins = Vec::new();
         for origin in &grants.http {

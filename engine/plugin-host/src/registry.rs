@@ -258,6 +258,21 @@ impl PluginHost {
                     .influxify_plugin_action()
                     .call_actions(&mut store)
                     .map_err(|err| load_error(&name, format!("cannot list its actions: {err}")))?;
+                let declared = &checked.manifest.plugin.actions;
+                let mut provided: Vec<&str> = actions.iter().map(|a| a.name.as_str()).collect();
+                provided.sort_unstable();
+                let mut listed: Vec<&str> = declared.iter().map(String::as_str).collect();
+                listed.sort_unstable();
+                if !declared.is_empty() && provided != listed {
+                    return Err(load_error(
+                        &name,
+                        format!(
+                            "plugin.toml declares the actions [{}], but the component provides [{}]",
+                            listed.join(", "),
+                            provided.join(", ")
+                        ),
+                    ));
+                }
                 for action in &actions {
                     if serde_json::from_str::<serde_json::Value>(&action.input_schema).is_err() {
                         return Err(load_error(
@@ -392,11 +407,7 @@ impl PluginHost {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.meter);
-        let ticks = deadline
-            .saturating_duration_since(Instant::now())
-            .as_micros()
-            / EPOCH_TICK.as_micros();
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+        set_epoch_budget(&mut store, deadline);
         if self.config.metering {
             let _ = store.set_fuel(u64::MAX / 2);
         }
@@ -414,6 +425,12 @@ impl PluginHost {
             .ok_or_else(|| PluginError::Unknown(qualified.to_string()))?;
         let started = Instant::now();
         let mut deadline = started + plugin.time_budget();
+        let cpu = plugin
+            .checked
+            .manifest
+            .grants
+            .cpu_ms
+            .map(|ms| started + Duration::from_millis(ms));
         if let Some(caller) = call.deadline {
             deadline = deadline.min(caller);
         }
@@ -433,7 +450,10 @@ impl PluginHost {
             idempotency_key: call.idempotency_key.clone(),
             deadline_ms,
         };
-        let store = self.store(&plugin.grant, call.conversation.clone(), deadline);
+        let mut store = self.store(&plugin.grant, call.conversation.clone(), deadline);
+        if let Some(cpu) = cpu.filter(|cpu| *cpu < deadline) {
+            set_epoch_budget(&mut store, cpu);
+        }
         Ok((plugin, store, context, started))
     }
 
@@ -553,6 +573,13 @@ impl PluginHost {
             .and_then(|bindings| run(&bindings, &mut store, &context));
         result.map_err(|err| stopped(&plugin, channel, classify(&plugin, &store, err)))
     }
+}
+
+/// Interrupts the store's code once `until` has passed (to the epoch's granularity).
+fn set_epoch_budget(store: &mut Store<PluginState>, until: Instant) {
+    let ticks =
+        until.saturating_duration_since(Instant::now()).as_micros() / EPOCH_TICK.as_micros();
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
 }
 
 /// The manifests in `dir` or one level down, sorted.

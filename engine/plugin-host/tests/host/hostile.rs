@@ -167,6 +167,60 @@ fn requests_outside_the_grants_are_refused() {
 }
 
 #[test]
+fn loopback_is_refused_unless_a_grant_names_it() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "test-hostile", "hostile", |m| {
+        grant(m, "http", r#"["https://api.example.com"]"#).replace(
+            "hosts = [\"http://127.0.0.1:*\"]",
+            "hosts = [\"https://api.example.com\"]",
+        )
+    });
+    let (host, _) = host();
+    for loaded in host.load_dir(dir.path()) {
+        loaded.unwrap();
+    }
+    for url in [
+        format!("{}/ok", server.url),
+        "http://127.0.0.1/".to_string(),
+        "http://169.254.169.254/latest/meta-data/iam/".to_string(),
+    ] {
+        let err = call(
+            &host,
+            "test-hostile.fetch",
+            &serde_json::json!({"url": url}).to_string(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, PluginError::Misconfigured(m) if m.contains("is not granted")),
+            "{url}: {err:?}"
+        );
+    }
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn the_cpu_budget_stops_computing_before_the_time_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "test-hostile", "hostile", |m| {
+        let m = grant(m, "time_ms", "5000");
+        grant(m, "cpu_ms", "200")
+    });
+    let (host, _) = host();
+    for loaded in host.load_dir(dir.path()) {
+        loaded.unwrap();
+    }
+    let started = Instant::now();
+    let err = call(&host, "test-hostile.spin", "{}").unwrap_err();
+    assert_eq!(err, PluginError::Timeout("test-hostile".into()));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn secrets_go_only_where_they_are_granted() {
     let server = Server::start();
     let (host, _dir) = hostile_host(&server);

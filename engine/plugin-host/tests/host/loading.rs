@@ -96,8 +96,29 @@ fn malformed_manifests_and_components_are_refused_with_clear_messages() {
         ),
         (
             "wrong-world",
-            Box::new(|m: String| m.replace("kind = \"action\"", "kind = \"channel\"")),
+            Box::new(|m: String| {
+                m.replace("kind = \"action\"", "kind = \"channel\"")
+                    .lines()
+                    .filter(|l| !l.starts_with("actions ="))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
             "channel-plugin",
+        ),
+        (
+            "channel-actions",
+            Box::new(|m: String| m.replace("kind = \"action\"", "kind = \"channel\"")),
+            "a channel plugin provides none",
+        ),
+        (
+            "wrong-actions",
+            Box::new(|m: String| m.replace("\"transform\"]", "\"transform\", \"extra\"]")),
+            "declares the actions",
+        ),
+        (
+            "cpu",
+            Box::new(|m: String| grant(m, "cpu_ms", "999999")),
+            "cpu_ms",
         ),
         (
             "secret-host",
