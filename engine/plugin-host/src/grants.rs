@@ -174,6 +174,14 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public_v4(v4);
             }
+            if let Some(v4) = embedded_v4(v6) {
+                return is_public_v4(v4);
+            }
+            let first = v6.segments()[0];
+            // Site-local (deprecated, still routed by some networks).
+            if first & 0xffc0 == 0xfec0 {
+                return false;
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -184,8 +192,26 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// The IPv4 address a translation prefix carries: NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`),
+/// 6to4 (`2002::/16`) and IPv4-compatible (`::/96`) addresses reach IPv4 hosts.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let octets = ip.octets();
+    let tail = Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
+    if s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0, 0, 0, 0] || s[2] == 1) {
+        return Some(tail);
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(octets[2], octets[3], octets[4], octets[5]));
+    }
+    if s[0..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
+        return Some(tail);
+    }
+    None
+}
+
 fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     !(ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
@@ -196,7 +222,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a == 0
         || a >= 240
         || (a == 100 && (64..128).contains(&b))
-        || (a == 198 && (b == 18 || b == 19)))
+        || (a == 198 && (b == 18 || b == 19))
+        || (a == 192 && b == 0 && c == 0))
 }
 
 fn is_documentation_v6(ip: Ipv6Addr) -> bool {
@@ -262,9 +289,10 @@ impl HttpGrants {
         Ok(parsed)
     }
 
-    /// Whether a host name may resolve to `ip`.
+    /// Whether a host name may resolve to `ip`: only to public addresses. A grant that names a
+    /// private address allows requests to that address itself, never names resolving to it.
     pub fn may_connect(&self, ip: IpAddr) -> bool {
-        is_public(ip) || self.named_ips.contains(&ip)
+        is_public(ip)
     }
 }
 
@@ -331,7 +359,19 @@ mod tests {
         ] {
             assert!(g.check(url).is_err(), "{url}");
         }
-        assert!(g.may_connect("127.0.0.1".parse().unwrap()));
+        assert!(
+            !g.may_connect("127.0.0.1".parse().unwrap()),
+            "names never resolve to loopback"
+        );
+        for sneaky in [
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "::a9fe:a9fe",
+            "fec0::1",
+            "192.0.0.8",
+        ] {
+            assert!(!g.may_connect(sneaky.parse().unwrap()), "{sneaky}");
+        }
         assert!(!g.may_connect("10.1.2.3".parse().unwrap()));
         assert!(!g.may_connect("::ffff:192.168.0.1".parse().unwrap()));
         assert!(!g.may_connect("fd00::1".parse().unwrap()));

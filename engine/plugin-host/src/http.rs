@@ -144,6 +144,7 @@ pub trait Responder: Send + Sync + std::fmt::Debug + 'static {
 pub struct Outbound {
     runtime: Option<tokio::runtime::Runtime>,
     responder: Option<Arc<dyn Responder>>,
+    refresher: Arc<Refresher>,
     /// For OAuth refreshes: operator-configured endpoints, not plugin requests.
     token_client: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
@@ -173,6 +174,7 @@ impl Outbound {
         Ok(Outbound {
             runtime: Some(runtime),
             responder: None,
+            refresher: Arc::default(),
             token_client,
             secrets,
         })
@@ -235,6 +237,7 @@ impl Outbound {
             return Err(HttpError::Timeout);
         }
         let url = http.grants.check(&request.url).map_err(HttpError::Denied)?;
+        check_headers(&request)?;
         if let Some((name, _)) = &request.secret {
             let Some(origins) = http.secret_origins.get(name) else {
                 return Err(HttpError::Denied(format!(
@@ -253,14 +256,23 @@ impl Outbound {
             .as_ref()
             .ok_or_else(|| HttpError::Transport("the HTTP executor has stopped".into()))?;
         let (tx, rx) = std::sync::mpsc::channel();
+        // The job owns clones: nothing it holds borrows across the thread boundary.
         let job = Job {
-            outbound: self,
-            http,
+            client: http.client.clone(),
+            responder: self.responder.clone(),
+            refresher: self.refresher.clone(),
+            token_client: self.token_client.clone(),
+            secrets: self.secrets.clone(),
+            grants: http.grants.clone(),
+            secret_origins: request
+                .secret
+                .as_ref()
+                .and_then(|(name, _)| http.secret_origins.get(name).cloned())
+                .unwrap_or_default(),
+            response_bytes: http.response_bytes,
             request,
             url,
         };
-        // The job borrows nothing across the thread boundary: it owns clones.
-        let job = job.owned();
         runtime.spawn(async move {
             let result = tokio::time::timeout(budget, job.run()).await;
             let _ = tx.send(result.unwrap_or(Err(HttpError::Timeout)));
@@ -270,37 +282,11 @@ impl Outbound {
     }
 }
 
-struct Job<'a> {
-    outbound: &'a Outbound,
-    http: &'a PluginHttp,
-    request: Request,
-    url: Url,
-}
-
-impl Job<'_> {
-    fn owned(self) -> OwnedJob {
-        OwnedJob {
-            client: self.http.client.clone(),
-            responder: self.outbound.responder.clone(),
-            token_client: self.outbound.token_client.clone(),
-            secrets: self.outbound.secrets.clone(),
-            grants: self.http.grants.clone(),
-            secret_origins: self
-                .request
-                .secret
-                .as_ref()
-                .and_then(|(name, _)| self.http.secret_origins.get(name).cloned())
-                .unwrap_or_default(),
-            response_bytes: self.http.response_bytes,
-            request: self.request,
-            url: self.url,
-        }
-    }
-}
-
-struct OwnedJob {
+/// One request on its way: everything it needs, owned.
+struct Job {
     client: reqwest::Client,
     responder: Option<Arc<dyn Responder>>,
+    refresher: Arc<Refresher>,
     token_client: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
     grants: HttpGrants,
@@ -310,7 +296,7 @@ struct OwnedJob {
     url: Url,
 }
 
-impl OwnedJob {
+impl Job {
     async fn run(self) -> Result<Response, HttpError> {
         let secret = match &self.request.secret {
             Some((name, placement)) => {
@@ -318,17 +304,18 @@ impl OwnedJob {
             }
             None => None,
         };
-        let response = self
+        let (response, carried) = self
             .follow(secret.as_ref().map(|(_, p, v)| (p, v.as_str())))
             .await?;
-        // An OAuth token the provider refused may have been revoked or expired early: refresh
-        // once and try again.
+        // An OAuth token the provider refused (on a request that carried it) may have been
+        // revoked or expired early: refresh once and try again.
         if response.status == 401
-            && let Some((name, placement, _)) = &secret
-            && let Ok(Some(Secret::Oauth(token))) = self.secrets.get(name)
+            && carried
+            && let Some((name, placement, used)) = &secret
+            && let Ok(Some(Secret::Oauth(_))) = self.secrets.get(name)
         {
-            let fresh = self.refresh(name, &token).await?;
-            return self.follow(Some((placement, fresh.as_str()))).await;
+            let fresh = self.refresh(name, used).await?;
+            return Ok(self.follow(Some((placement, fresh.as_str()))).await?.0);
         }
         Ok(response)
     }
@@ -340,7 +327,7 @@ impl OwnedJob {
             Ok(Some(Secret::Oauth(token))) => {
                 let now = crate::now_ms();
                 if token.expires_at_ms != 0 && token.expires_at_ms <= now + 30_000 {
-                    self.refresh(name, &token).await
+                    self.refresh(name, &token.access_token).await
                 } else {
                     Ok(token.access_token)
                 }
@@ -352,60 +339,60 @@ impl OwnedJob {
         }
     }
 
-    /// Runs the refresh-token grant and stores the new tokens.
-    async fn refresh(&self, name: &str, token: &OauthToken) -> Result<String, HttpError> {
-        let mut form = vec![
-            ("grant_type", "refresh_token".to_string()),
-            ("refresh_token", token.refresh_token.clone()),
-            ("client_id", token.client_id.clone()),
-        ];
-        if let Some(secret) = &token.client_secret {
-            form.push(("client_secret", secret.clone()));
-        }
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let failed = |why: String| {
-            HttpError::Transport(format!("refreshing OAuth secret `{name}` failed: {why}"))
-        };
-        let response = self
-            .token_client
-            .post(&token.token_url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|err| failed(err.to_string()))?;
-        let status = response.status();
-        let json: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|err| failed(format!("status {status}, unreadable answer: {err}")))?;
-        let Some(access) = json["access_token"].as_str() else {
-            return Err(failed(format!(
-                "status {status}, no access_token in the answer"
-            )));
-        };
-        let mut fresh = token.clone();
-        fresh.access_token = access.to_string();
-        if let Some(refresh) = json["refresh_token"].as_str() {
-            fresh.refresh_token = refresh.to_string();
-        }
-        fresh.expires_at_ms = json["expires_in"]
-            .as_u64()
-            .map_or(0, |s| crate::now_ms() + s * 1000);
-        self.secrets
-            .put(name, Secret::Oauth(fresh))
-            .map_err(|err| failed(err.to_string()))?;
-        tracing::info!(secret = name, "OAuth token refreshed");
-        Ok(access.to_string())
+    /// Refreshes OAuth secret `name`, whose access token `used` was found stale. One refresh
+    /// per secret runs at a time, as a task of its own: a caller that gives up (its deadline)
+    /// does not cancel it, so rotated tokens are always stored.
+    async fn refresh(&self, name: &str, used: &str) -> Result<String, HttpError> {
+        let lock = self.refresher.lock_for(name);
+        let (secrets, client, name, used) = (
+            self.secrets.clone(),
+            self.token_client.clone(),
+            name.to_string(),
+            used.to_string(),
+        );
+        let task = tokio::spawn(async move {
+            let mut last = lock.lock().await;
+            let token = match secrets.get(&name) {
+                Ok(Some(Secret::Oauth(token))) => token,
+                Ok(_) => {
+                    return Err(HttpError::Denied(format!(
+                        "secret `{name}` is not an OAuth token"
+                    )));
+                }
+                Err(err) => return Err(HttpError::Transport(err.to_string())),
+            };
+            if token.access_token != used {
+                // Refreshed by another call meanwhile.
+                return Ok(token.access_token);
+            }
+            // The token this host just obtained, refused again at once: refreshing in a loop
+            // cannot help (and would let a plugin hammer the token endpoint).
+            if last
+                .as_ref()
+                .is_some_and(|(at, token)| *token == used && at.elapsed() < MIN_REFRESH_INTERVAL)
+            {
+                return Err(HttpError::Denied(format!(
+                    "the provider refused OAuth secret `{name}` right after it was refreshed; check the account's access"
+                )));
+            }
+            let fresh = refresh_token(&client, &name, &token).await?;
+            secrets
+                .put(&name, Secret::Oauth(fresh.clone()))
+                .map_err(|err| HttpError::Transport(err.to_string()))?;
+            *last = Some((Instant::now(), fresh.access_token.clone()));
+            tracing::info!(secret = %name, "OAuth token refreshed");
+            Ok(fresh.access_token)
+        });
+        task.await
+            .map_err(|err| HttpError::Transport(format!("the OAuth refresh failed: {err}")))?
     }
 
     /// Sends the request, following redirects that the grants allow.
-    async fn follow(&self, secret: Option<(&Placement, &str)>) -> Result<Response, HttpError> {
+    /// Returns the final response and whether its request carried the secret.
+    async fn follow(
+        &self,
+        secret: Option<(&Placement, &str)>,
+    ) -> Result<(Response, bool), HttpError> {
         let mut method =
             reqwest::Method::from_bytes(self.request.method.as_bytes()).map_err(|_| {
                 HttpError::Denied(format!("`{}` is not an HTTP method", self.request.method))
@@ -415,8 +402,9 @@ impl OwnedJob {
         for _ in 0..=MAX_REDIRECTS {
             let mut target = url.clone();
             let mut builder_headers = self.request.headers.clone();
+            let carries = secret.is_some() && self.secret_origins.iter().any(|o| o.matches(&url));
             if let Some((placement, value)) = secret
-                && self.secret_origins.iter().any(|o| o.matches(&url))
+                && carries
             {
                 match placement {
                     Placement::Bearer => {
@@ -468,13 +456,14 @@ impl OwnedJob {
                 }
                 continue;
             }
-            return match answer {
-                Answer::Network(response) => self.read(response).await,
+            let response = match answer {
+                Answer::Network(response) => self.read(response).await?,
                 Answer::Scripted(response) if response.body.len() as u64 > self.response_bytes => {
-                    Err(HttpError::TooLarge)
+                    return Err(HttpError::TooLarge);
                 }
-                Answer::Scripted(response) => Ok(response),
+                Answer::Scripted(response) => response,
             };
+            return Ok((response, carries));
         }
         Err(HttpError::Transport(format!(
             "more than {MAX_REDIRECTS} redirects"
@@ -548,6 +537,137 @@ impl Answer {
     }
 }
 
+/// The shortest time between two refreshes of one secret caused by a 401.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// When a secret was last refreshed here, and the access token obtained.
+type SecretLock = Arc<tokio::sync::Mutex<Option<(Instant, String)>>>;
+
+/// One lock per OAuth secret, holding when it was last refreshed and the token obtained.
+#[derive(Debug, Default)]
+struct Refresher {
+    locks: std::sync::Mutex<std::collections::HashMap<String, SecretLock>>,
+}
+
+impl Refresher {
+    fn lock_for(&self, name: &str) -> SecretLock {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(name.to_string()).or_default().clone()
+    }
+}
+
+/// Runs the refresh-token grant against the token endpoint (configured by an operator).
+async fn refresh_token(
+    client: &reqwest::Client,
+    name: &str,
+    token: &OauthToken,
+) -> Result<OauthToken, HttpError> {
+    let mut form = vec![
+        ("grant_type", "refresh_token".to_string()),
+        ("refresh_token", token.refresh_token.clone()),
+        ("client_id", token.client_id.clone()),
+    ];
+    if let Some(secret) = &token.client_secret {
+        form.push(("client_secret", secret.clone()));
+    }
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let failed = |why: String| {
+        HttpError::Transport(format!("refreshing OAuth secret `{name}` failed: {why}"))
+    };
+    let response = client
+        .post(&token.token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|err| failed(err.without_url().to_string()))?;
+    let status = response.status();
+    let json: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_client_error() {
+        // `invalid_grant`: revoked or expired. Retrying cannot help; the account owner must
+        // connect it again.
+        return Err(HttpError::Denied(format!(
+            "the token endpoint refused to refresh OAuth secret `{name}` (status {status}, {}); connect the account again",
+            json["error"].as_str().unwrap_or("no error code")
+        )));
+    }
+    let Some(access) = json["access_token"].as_str() else {
+        return Err(failed(format!(
+            "status {status}, no access_token in the answer"
+        )));
+    };
+    let mut fresh = token.clone();
+    fresh.access_token = access.to_string();
+    if let Some(refresh) = json["refresh_token"].as_str() {
+        fresh.refresh_token = refresh.to_string();
+    }
+    fresh.expires_at_ms = json["expires_in"]
+        .as_u64()
+        .map_or(0, |s| crate::now_ms() + s * 1000);
+    Ok(fresh)
+}
+
+/// Headers a plugin may not set: the host decides where a request goes and how it is framed
+/// (a plugin's own `Host` could route an injected secret to another site behind a shared
+/// front), and a plugin may not shadow the header its secret is injected into.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn check_headers(request: &Request) -> Result<(), HttpError> {
+    for (name, value) in &request.headers {
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(HttpError::Denied(format!(
+                "header `{name}` is set by the host, not by plugins"
+            )));
+        }
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || reqwest::header::HeaderValue::from_str(value).is_err()
+        {
+            return Err(HttpError::Denied(format!("header `{name}` is malformed")));
+        }
+        let shadows = match &request.secret {
+            Some((_, Placement::Bearer)) => lower == "authorization",
+            Some((_, Placement::Header(secret_header))) => {
+                lower == secret_header.to_ascii_lowercase()
+            }
+            _ => false,
+        };
+        if shadows {
+            return Err(HttpError::Denied(format!(
+                "header `{name}` is where the host puts the secret"
+            )));
+        }
+    }
+    if let Some((_, Placement::Header(name))) = &request.secret
+        && (RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+            || reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err())
+    {
+        return Err(HttpError::Denied(format!(
+            "a secret cannot be placed in header `{name}`"
+        )));
+    }
+    Ok(())
+}
+
 /// Classifies a reqwest error: a refused address is a denial, a timeout a timeout.
 fn transport(err: reqwest::Error) -> HttpError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
@@ -560,6 +680,8 @@ fn transport(err: reqwest::Error) -> HttpError {
     if err.is_timeout() {
         return HttpError::Timeout;
     }
+    // Without the URL: it may carry a secret injected as a query parameter.
+    let err = err.without_url();
     let mut message = err.to_string();
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
@@ -571,4 +693,50 @@ fn transport(err: reqwest::Error) -> HttpError {
 
 fn urlencode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)], secret: Option<Placement>) -> Request {
+        Request {
+            method: "GET".into(),
+            url: "https://api.example.com/".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: None,
+            secret: secret.map(|p| ("key".to_string(), p)),
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn plugins_cannot_set_routing_framing_or_secret_headers() {
+        assert!(check_headers(&request(&[("accept", "application/json")], None)).is_ok());
+        for bad in ["Host", "content-length", "Transfer-Encoding", "connection"] {
+            assert!(
+                check_headers(&request(&[(bad, "x")], None)).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(check_headers(&request(&[("x-evil", "a\r\nHost: b")], None)).is_err());
+        assert!(
+            check_headers(&request(
+                &[("Authorization", "Bearer mine")],
+                Some(Placement::Bearer)
+            ))
+            .is_err()
+        );
+        assert!(
+            check_headers(&request(
+                &[("X-Api-Key", "mine")],
+                Some(Placement::Header("x-api-key".into()))
+            ))
+            .is_err()
+        );
+        assert!(check_headers(&request(&[], Some(Placement::Header("Host".into())))).is_err());
+    }
 }

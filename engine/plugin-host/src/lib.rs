@@ -14,6 +14,7 @@ pub mod http;
 pub mod manifest;
 mod registry;
 pub mod secrets;
+mod sleep;
 mod state;
 
 use std::path::PathBuf;
@@ -197,6 +198,7 @@ impl PluginHost {
             |state| state,
         )
         .map_err(|err| setup_error("host", err))?;
+        sleep::bound_sleeps(&mut action_linker).map_err(|err| setup_error("wasi", err))?;
         let mut channel_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut channel_linker)
             .map_err(|err| setup_error("wasi", err))?;
@@ -205,6 +207,7 @@ impl PluginHost {
             |state| state,
         )
         .map_err(|err| setup_error("host", err))?;
+        sleep::bound_sleeps(&mut channel_linker).map_err(|err| setup_error("wasi", err))?;
         let ticking = Arc::new(AtomicBool::new(true));
         let (ticker, alive) = (engine.weak(), ticking.clone());
         std::thread::Builder::new()

@@ -136,6 +136,10 @@ pub struct SecretGrant {
 
 /// The most memory a manifest may ask for, in MiB.
 pub const MAX_MEMORY_MB: u32 = 1024;
+/// The largest HTTP response a manifest may accept, in bytes.
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// The most HTTP requests per invocation a manifest may ask for.
+pub const MAX_HTTP_CALLS: u32 = 64;
 /// The longest time budget a manifest may ask for, in ms.
 pub const MAX_TIME_MS: u64 = 5 * 60 * 1000;
 
@@ -249,6 +253,32 @@ impl Manifest {
             return Err(invalid(format!(
                 "grants.time_ms is {}; it must be between 1 and {MAX_TIME_MS}",
                 grants.time_ms
+            )));
+        }
+        if grants.response_bytes > MAX_RESPONSE_BYTES {
+            return Err(invalid(format!(
+                "grants.response_bytes is {}; at most {MAX_RESPONSE_BYTES}",
+                grants.response_bytes
+            )));
+        }
+        if grants.http_calls > MAX_HTTP_CALLS {
+            return Err(invalid(format!(
+                "grants.http_calls is {}; at most {MAX_HTTP_CALLS}",
+                grants.http_calls
+            )));
+        }
+        if let Some(component) = &self.plugin.component
+            && (component.is_absolute()
+                || component.components().any(|c| {
+                    !matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                }))
+        {
+            return Err(invalid(format!(
+                "plugin.component `{}` must be a path inside the manifest's directory",
+                component.display()
             )));
         }
         if let Some(cpu) = grants.cpu_ms

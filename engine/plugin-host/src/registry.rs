@@ -390,15 +390,20 @@ impl PluginHost {
         user: Option<ConversationKey>,
         deadline: Instant,
     ) -> Store<PluginState> {
+        let clock = crate::sleep::CallClock {
+            start: Instant::now(),
+        };
         let state = PluginState {
             grant: grant.clone(),
             outbound: self.outbound.clone(),
             kv: self.kv.clone(),
             user,
             deadline,
+            clock,
             http_calls: 0,
+            log_lines: 0,
             // Nothing is granted: no arguments, environment, files, stdio or network.
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().monotonic_clock(clock).build(),
             table: ResourceTable::new(),
             meter: Meter {
                 limit: grant.memory_bytes,

@@ -15,6 +15,8 @@ use crate::bindings::{clock, config, crypto, http, kv, log, secrets, types};
 use crate::http::{Outbound, Placement, PluginHttp};
 use crate::secrets::Secret;
 
+/// The most log lines one call may write.
+const MAX_LOG_LINES: u32 = 200;
 /// The largest kv key, in bytes.
 const MAX_KV_KEY: usize = 512;
 /// The largest kv value, in bytes.
@@ -84,7 +86,10 @@ pub struct PluginState {
     /// The end user the call is for, if any (user-scoped kv).
     pub(crate) user: Option<ConversationKey>,
     pub(crate) deadline: Instant,
+    /// The clock WASI shows the plugin (sleeps are bounded by `deadline`).
+    pub(crate) clock: crate::sleep::CallClock,
     pub(crate) http_calls: u32,
+    pub(crate) log_lines: u32,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) meter: Meter,
@@ -111,8 +116,20 @@ impl types::Host for PluginState {}
 
 impl log::Host for PluginState {
     fn log(&mut self, level: log::Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(plugin = %self.grant.name, "plugin log budget of {MAX_LOG_LINES} lines per call used up; further lines dropped");
+            }
+            return;
+        }
         let plugin = self.grant.name.as_str();
-        let message: String = message.chars().take(4096).collect();
+        // One line per call of `log`: control characters cannot forge other log lines.
+        let message: String = message
+            .chars()
+            .take(4096)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
             log::Level::Debug => tracing::debug!(plugin, "{message}"),

@@ -360,4 +360,37 @@ impl Action for Escape {
     }
 }
 
-influxify_plugin_sdk::plugin!(TestHostile: [Spin, Hog, Fetch, Secret, Flood, Trap, Panic, Kv, Sign, Escape]);
+/// The input of `sleep`.
+#[derive(Deserialize, JsonSchema)]
+struct SleepInput {
+    /// How long to sleep, in milliseconds.
+    ms: u64,
+}
+
+/// How long the sleep lasted.
+#[derive(Serialize, JsonSchema)]
+struct Slept {
+    /// Milliseconds actually slept.
+    ms: u128,
+}
+
+/// Sleeps through WASI (the host bounds it by the call's deadline).
+struct Sleep;
+
+impl Action for Sleep {
+    const NAME: &'static str = "sleep";
+    const DESCRIPTION: &'static str = "Sleeps through WASI";
+    type Input = SleepInput;
+    type Output = Slept;
+
+    fn run(input: SleepInput, _: &Context) -> Result<Outcome<Slept>, Error> {
+        let started = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(input.ms));
+        Ok(Slept {
+            ms: started.elapsed().as_millis(),
+        }
+        .into())
+    }
+}
+
+influxify_plugin_sdk::plugin!(TestHostile: [Spin, Hog, Fetch, Secret, Flood, Trap, Panic, Kv, Sign, Escape, Sleep]);

@@ -65,6 +65,27 @@ fn an_endless_loop_is_stopped_at_the_time_budget() {
 }
 
 #[test]
+fn sleeping_through_wasi_ends_at_the_deadline() {
+    let server = Server::start();
+    let (host, _dir) = hostile_host(&server);
+    let started = Instant::now();
+    let result = alongside(&host, "test-hostile.sleep", r#"{"ms":60000}"#);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "{elapsed:?} {result:?}"
+    );
+    // The sleep wakes at the deadline (500 ms); the call then ends there or is interrupted.
+    match &result {
+        Ok(output) => assert!(output.contains("\"ms\":5"), "{output}"),
+        Err(err) => assert_eq!(err, &PluginError::Timeout("test-hostile".into())),
+    }
+    // A short sleep inside the budget is just a sleep.
+    let short = call(&host, "test-hostile.sleep", r#"{"ms":20}"#).unwrap();
+    assert!(short.output.contains("\"ms\":2"), "{}", short.output);
+}
+
+#[test]
 fn unbounded_allocation_is_stopped_at_the_memory_grant() {
     let server = Server::start();
     let (host, _dir) = hostile_host(&server);
