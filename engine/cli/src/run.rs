@@ -8,7 +8,7 @@
 //! the event is durable, and `{"send": {...}}` / `{"notify": {...}}` for effects.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
@@ -54,7 +54,11 @@ struct Printer {
 /// A plugin host with the plugins of `dir` (a directory of plugins, or one `plugin.toml`; a
 /// refused plugin is reported, the others load) and secrets from `INFLUXIFY_SECRET_<NAME>`
 /// variables.
-pub fn load_plugins(dir: &Path, kv: Option<Arc<PluginKv>>) -> anyhow::Result<Arc<PluginHost>> {
+pub fn load_plugins(
+    dir: &Path,
+    kv: Option<Arc<PluginKv>>,
+    cache: Option<PathBuf>,
+) -> anyhow::Result<Arc<PluginHost>> {
     if !dir.exists() {
         anyhow::bail!("the plugins directory {} does not exist", dir.display());
     }
@@ -62,11 +66,9 @@ pub fn load_plugins(dir: &Path, kv: Option<Arc<PluginKv>>) -> anyhow::Result<Arc
         Arc::new(MemorySecrets::from_env()),
         kv,
         HostConfig {
-            cache_dir: Some(if dir.is_dir() {
-                dir.join(".cache")
-            } else {
-                dir.with_file_name(".cache")
-            }),
+            // Compiled code is loaded as native code: its cache belongs to the operator (the
+            // data directory), never beside the plugins' own files.
+            cache_dir: cache,
             ..HostConfig::default()
         },
     )?;
@@ -183,7 +185,11 @@ async fn serve_stdin(
     let mut config = Config::new("default", entry);
     let host = match plugins {
         Some(dir) => {
-            let host = load_plugins(dir, Some(Arc::new(PluginKv::open(sled.db())?)))?;
+            let host = load_plugins(
+                dir,
+                Some(Arc::new(PluginKv::open(sled.db())?)),
+                Some(data.join("plugin-cache")),
+            )?;
             let new_ones = dir.is_dir().then(|| dir.to_path_buf());
             host.watch(new_ones, std::time::Duration::from_secs(2));
             let mut catalog = influxify_core::Catalog::builtin();

@@ -20,7 +20,7 @@ pub fn run(
     if let Some(dir) = plugins {
         known
             .actions
-            .extend(crate::run::load_plugins(dir, None)?.catalog().actions);
+            .extend(crate::run::load_plugins(dir, None, None)?.catalog().actions);
     }
     if let Some(path) = catalog {
         let text = std::fs::read_to_string(path)

@@ -160,7 +160,7 @@ impl Responder for ScriptedHttp {
         let found = left.iter_mut().find(|(s, used)| {
             (!*used || s.repeat) && {
                 let (m, prefix) = s.matches.split_once(' ').unwrap_or(("GET", &s.matches));
-                m.eq_ignore_ascii_case(method) && url.as_str().starts_with(prefix.trim())
+                m.eq_ignore_ascii_case(method) && same_place(url, prefix.trim())
             }
         });
         let Some((scripted, used)) = found else {
@@ -186,6 +186,20 @@ impl Responder for ScriptedHttp {
             body,
         })
     }
+}
+
+/// Whether `url` is at `prefix`: the same origin, and a path (and query) that starts with the
+/// prefix's (`https://api.example.com` does not match `https://api.example.com.evil.net`).
+fn same_place(url: &Url, prefix: &str) -> bool {
+    let Ok(wanted) = Url::parse(prefix) else {
+        return false;
+    };
+    let rest = |u: &Url| match u.query() {
+        Some(query) => format!("{}?{query}", u.path()),
+        None => u.path().to_string(),
+    };
+    crate::grants::origin_of(url) == crate::grants::origin_of(&wanted)
+        && rest(url).starts_with(&rest(&wanted))
 }
 
 /// Whether `actual` contains everything in `expected` (maps by key, other values equal).
@@ -228,17 +242,23 @@ pub fn run(manifest: &Path, script: &Script) -> Result<Vec<CaseReport>, PluginEr
     let plugin = host.load(manifest)?;
     let quota = u64::MAX;
     let user = tester();
+    let seeding = |err: influxify_store::StoreError| PluginError::Load {
+        plugin: "(harness)".into(),
+        reason: format!("cannot put the script's kv entries in place: {err}"),
+    };
     for (key, value) in &script.kv.plugin {
-        let _ = kv.set(plugin.name(), KvScope::Plugin, key, value.as_bytes(), quota);
+        kv.set(plugin.name(), KvScope::Plugin, key, value.as_bytes(), quota)
+            .map_err(seeding)?;
     }
     for (key, value) in &script.kv.user {
-        let _ = kv.set(
+        kv.set(
             plugin.name(),
             KvScope::User(&user),
             key,
             value.as_bytes(),
             quota,
-        );
+        )
+        .map_err(seeding)?;
     }
     let mut reports = Vec::new();
     for (i, case) in script.cases.iter().enumerate() {
@@ -246,16 +266,14 @@ pub fn run(manifest: &Path, script: &Script) -> Result<Vec<CaseReport>, PluginEr
         let input = case.input.to_string();
         let qualified = format!("{}.{}", plugin.name(), case.action);
         let started = std::time::Instant::now();
-        let invoked = host.invoke(&qualified, &input, &call);
+        let (invoked, usage) = host.invoke_metered(&qualified, &input, &call);
         let micros = started.elapsed().as_micros();
-        let (result, usage) = match invoked {
-            Ok(invocation) => {
-                let output = serde_json::from_str(&invocation.output)
-                    .unwrap_or(serde_json::Value::String(invocation.output.clone()));
-                (Ok((invocation.outcome, output)), Some(invocation.usage))
-            }
-            Err(err) => (Err(err), None),
-        };
+        // The host has checked that the output is JSON.
+        let result = invoked.map(|invocation| {
+            let output = serde_json::from_str(&invocation.output).unwrap_or_default();
+            (invocation.outcome, output)
+        });
+        let usage = Some(usage);
         let failure = judge(&case.expect, &result);
         reports.push(CaseReport {
             name: case.name.clone(),

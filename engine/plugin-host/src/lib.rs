@@ -133,6 +133,8 @@ pub struct PluginHost {
     kv: Option<Arc<influxify_store::PluginKv>>,
     config: HostConfig,
     plugins: registry::Loaded,
+    /// One load at a time, so that two loads of one plugin cannot finish out of order.
+    loading: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -236,6 +238,7 @@ impl PluginHost {
             kv,
             config,
             plugins: registry::Loaded::default(),
+            loading: std::sync::Mutex::new(()),
         })
     }
 

@@ -88,8 +88,8 @@ pub struct Grants {
     /// Wall-clock budget of one invocation, instantiation and host calls (HTTP) included, in ms.
     #[serde(default = "default_time_ms")]
     pub time_ms: u64,
-    /// Budget of the plugin's own computing in one invocation, in ms (enforced by epoch
-    /// interruption while its code runs). Default: `time_ms`.
+    /// Budget of the plugin's own computing in one invocation, in ms: wall time minus the time
+    /// spent waiting for HTTP responses, enforced by epoch interruption. Default: `time_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_ms: Option<u64>,
 }

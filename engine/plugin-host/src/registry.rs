@@ -156,6 +156,10 @@ impl PluginHost {
     /// Loads (or reloads) the plugin whose manifest is at `manifest`; it replaces a loaded
     /// plugin of the same name atomically.
     pub fn load(&self, manifest: &Path) -> Result<Arc<Plugin>, PluginError> {
+        let _one_load_at_a_time = self
+            .loading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let checked = Manifest::read(manifest)
             .map_err(|err| load_error(&manifest.display().to_string(), err))?;
         let name = checked.manifest.plugin.name.clone();
@@ -181,11 +185,27 @@ impl PluginHost {
             )
         })?;
         let plugin = Arc::new(self.prepare(checked, &bytes, stamps)?);
-        self.plugins
+        let mut plugins = self
+            .plugins
             .0
             .write()
-            .map_err(|_| load_error(&name, "the plugin table is poisoned"))?
-            .insert(name.clone(), plugin.clone());
+            .map_err(|_| load_error(&name, "the plugin table is poisoned"))?;
+        let path = canonical(plugin.path());
+        if let Some(other) = plugins.get(&name)
+            && canonical(other.path()) != path
+        {
+            return Err(load_error(
+                &name,
+                format!(
+                    "a plugin of that name is already loaded from {}",
+                    other.path().display()
+                ),
+            ));
+        }
+        // A plugin renamed in its manifest replaces its old name.
+        plugins.retain(|other_name, other| *other_name == name || canonical(other.path()) != path);
+        plugins.insert(name.clone(), plugin.clone());
+        drop(plugins);
         tracing::info!(plugin = %name, version = %plugin.manifest().plugin.version, hash = %&plugin.hash[..12], "plugin loaded");
         Ok(plugin)
     }
@@ -322,6 +342,16 @@ impl PluginHost {
     /// that appeared under `dir`; returns what was (re)loaded or refused. A plugin that fails
     /// to reload keeps its running version.
     pub fn reload_changed(&self, dir: Option<&Path>) -> Vec<Result<Arc<Plugin>, PluginError>> {
+        // A plugin whose manifest is gone is unloaded (calls in flight finish).
+        if let Ok(mut plugins) = self.plugins.0.write() {
+            plugins.retain(|name, plugin| {
+                let present = plugin.path().is_file();
+                if !present {
+                    tracing::info!(plugin = %name, "plugin unloaded: its manifest is gone");
+                }
+                present
+            });
+        }
         let mut paths: Vec<PathBuf> = self
             .plugins()
             .into_iter()
@@ -400,6 +430,9 @@ impl PluginHost {
             user,
             deadline,
             clock,
+            cpu_budget: None,
+            host_time: Duration::ZERO,
+            timed_out: false,
             http_calls: 0,
             log_lines: 0,
             // Nothing is granted: no arguments, environment, files, stdio or network.
@@ -413,6 +446,7 @@ impl PluginHost {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.meter);
         set_epoch_budget(&mut store, deadline);
+        store.epoch_deadline_callback(check_time);
         if self.config.metering {
             let _ = store.set_fuel(u64::MAX / 2);
         }
@@ -435,7 +469,7 @@ impl PluginHost {
             .manifest
             .grants
             .cpu_ms
-            .map(|ms| started + Duration::from_millis(ms));
+            .map(Duration::from_millis);
         if let Some(caller) = call.deadline {
             deadline = deadline.min(caller);
         }
@@ -456,8 +490,9 @@ impl PluginHost {
             deadline_ms,
         };
         let mut store = self.store(&plugin.grant, call.conversation.clone(), deadline);
-        if let Some(cpu) = cpu.filter(|cpu| *cpu < deadline) {
-            set_epoch_budget(&mut store, cpu);
+        if let Some(cpu) = cpu {
+            store.data_mut().cpu_budget = Some(cpu);
+            set_epoch_budget(&mut store, (started + cpu).min(deadline));
         }
         Ok((plugin, store, context, started))
     }
@@ -469,6 +504,29 @@ impl PluginHost {
         action: &str,
         input: &str,
         call: &Call,
+    ) -> Result<Invocation, PluginError> {
+        self.invoke_metered(action, input, call).0
+    }
+
+    /// [`PluginHost::invoke`], with what the call used whether it succeeded or not (the
+    /// harness reports the instructions and memory of a call that was stopped too).
+    pub fn invoke_metered(
+        &self,
+        action: &str,
+        input: &str,
+        call: &Call,
+    ) -> (Result<Invocation, PluginError>, Usage) {
+        let mut used = Usage::default();
+        let result = self.invoke_into(action, input, call, &mut used);
+        (result, used)
+    }
+
+    fn invoke_into(
+        &self,
+        action: &str,
+        input: &str,
+        call: &Call,
+        used: &mut Usage,
     ) -> Result<Invocation, PluginError> {
         if input.len() > MAX_INPUT_BYTES {
             return Err(PluginError::InvalidInput(format!(
@@ -495,6 +553,7 @@ impl PluginHost {
                     .call_invoke(&mut store, local, input, &context)
             });
         let usage = usage(&store, started);
+        *used = usage;
         match result {
             Ok(Ok(result)) => {
                 if result.output.len() + result.outcome.len() > MAX_OUTPUT_BYTES {
@@ -507,13 +566,38 @@ impl PluginHost {
                         },
                     ));
                 }
+                let declared = actions
+                    .iter()
+                    .find(|a| a.name == local)
+                    .is_some_and(|a| a.outcomes.contains(&result.outcome));
+                if result.outcome != "ok" && !declared {
+                    return Err(stopped(
+                        &plugin,
+                        action,
+                        PluginError::Permanent(format!(
+                            "plugin `{}` answered with outcome `{}`, which action `{local}` does not declare",
+                            plugin.name(),
+                            truncate(&result.outcome, 64)
+                        )),
+                    ));
+                }
+                if serde_json::from_str::<serde::de::IgnoredAny>(&result.output).is_err() {
+                    return Err(stopped(
+                        &plugin,
+                        action,
+                        PluginError::Permanent(format!(
+                            "plugin `{}` answered with an output that is not JSON",
+                            plugin.name()
+                        )),
+                    ));
+                }
                 Ok(Invocation {
                     outcome: result.outcome,
                     output: result.output,
                     usage,
                 })
             }
-            Ok(Err(error)) => Err(guest_error(error)),
+            Ok(Err(error)) => Err(reported(&plugin, action, guest_error(error))),
             Err(err) => Err(stopped(&plugin, action, classify(&plugin, &store, err))),
         }
     }
@@ -537,12 +621,30 @@ impl PluginHost {
         channel: &str,
         request: &wit_channel::HttpRequest,
     ) -> Result<Vec<wit_channel::InboundEvent>, PluginError> {
-        self.with_channel(channel, &Call::new(None, ""), |bindings, store, _| {
-            bindings
-                .influxify_plugin_channel()
-                .call_parse(store, request)
-        })?
-        .map_err(guest_error)
+        if request.body.len() > MAX_INPUT_BYTES {
+            return Err(PluginError::InvalidInput(format!(
+                "the request body is {} bytes; at most {MAX_INPUT_BYTES} are accepted",
+                request.body.len()
+            )));
+        }
+        let events = self
+            .with_channel(channel, &Call::new(None, ""), |bindings, store, _| {
+                bindings
+                    .influxify_plugin_channel()
+                    .call_parse(store, request)
+            })?
+            .map_err(guest_error)?;
+        let size: usize = events
+            .iter()
+            .map(|e| e.user_id.len() + e.event_id.len() + format!("{:?}", e.kind).len())
+            .sum();
+        if size > MAX_OUTPUT_BYTES {
+            return Err(PluginError::OutputTooLarge {
+                plugin: channel.to_string(),
+                bytes: size,
+            });
+        }
+        Ok(events)
     }
 
     /// Has a channel plugin deliver one message.
@@ -552,12 +654,17 @@ impl PluginHost {
         message: &wit_channel::OutboundMessage,
         call: &Call,
     ) -> Result<wit_channel::Delivery, PluginError> {
-        self.with_channel(channel, call, |bindings, store, context| {
-            bindings
-                .influxify_plugin_channel()
-                .call_send(store, message, context)
-        })?
-        .map_err(guest_error)
+        let sent = self
+            .with_channel(channel, call, |bindings, store, context| {
+                bindings
+                    .influxify_plugin_channel()
+                    .call_send(store, message, context)
+            })?
+            .map_err(guest_error);
+        match (sent, self.plugin(channel)) {
+            (Err(err), Some(plugin)) => Err(reported(&plugin, "send", err)),
+            (sent, _) => sent,
+        }
     }
 
     fn with_channel<T>(
@@ -578,6 +685,39 @@ impl PluginHost {
             .and_then(|bindings| run(&bindings, &mut store, &context));
         result.map_err(|err| stopped(&plugin, channel, classify(&plugin, &store, err)))
     }
+}
+
+/// Called when a call's epoch deadline passes: ends the call if its wall-clock deadline or its
+/// computing budget (wall time minus time waiting in host HTTP calls) is used up, else lets it
+/// run until the nearer of the two.
+fn check_time(
+    mut store: wasmtime::StoreContextMut<'_, PluginState>,
+) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+    let state = store.data_mut();
+    let now = Instant::now();
+    let computing = now
+        .saturating_duration_since(state.clock.start)
+        .saturating_sub(state.host_time);
+    let cpu_left = state
+        .cpu_budget
+        .map(|budget| budget.saturating_sub(computing));
+    if now >= state.deadline || cpu_left.is_some_and(|left| left.is_zero()) {
+        state.timed_out = true;
+        return Err(wasmtime::format_err!("the call's time budget is used up"));
+    }
+    let mut until = state.deadline;
+    if let Some(left) = cpu_left {
+        until = until.min(now + left);
+    }
+    let ticks = until.saturating_duration_since(now).as_micros() / EPOCH_TICK.as_micros();
+    Ok(wasmtime::UpdateDeadline::Continue(
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
+    ))
+}
+
+/// `path` made absolute and resolved, for comparing manifests.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Interrupts the store's code once `until` has passed (to the epoch's granularity).
@@ -617,13 +757,33 @@ fn usage(store: &Store<PluginState>, started: Instant) -> crate::Usage {
     }
 }
 
-fn guest_error(error: GuestError) -> PluginError {
-    match error {
-        GuestError::InvalidInput(why) => PluginError::InvalidInput(why),
-        GuestError::Retryable(why) => PluginError::Retryable(why),
-        GuestError::Permanent(why) => PluginError::Permanent(why),
-        GuestError::Misconfigured(why) => PluginError::Misconfigured(why),
+/// The longest guest error message kept.
+const MAX_ERROR_CHARS: usize = 2000;
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        text.chars().take(max).collect::<String>() + "…"
     }
+}
+
+fn guest_error(error: GuestError) -> PluginError {
+    let cut = |why: String| truncate(&why, MAX_ERROR_CHARS);
+    match error {
+        GuestError::InvalidInput(why) => PluginError::InvalidInput(cut(why)),
+        GuestError::Retryable(why) => PluginError::Retryable(cut(why)),
+        GuestError::Permanent(why) => PluginError::Permanent(cut(why)),
+        GuestError::Misconfigured(why) => PluginError::Misconfigured(cut(why)),
+    }
+}
+
+/// A plugin that says it is set up wrong is reported loudly, for operators.
+fn reported(plugin: &Plugin, what: &str, error: PluginError) -> PluginError {
+    if let PluginError::Misconfigured(why) = &error {
+        tracing::error!(plugin = %plugin.name(), call = what, why, "plugin is misconfigured");
+    }
+    error
 }
 
 /// What stopped a call that trapped.
@@ -631,6 +791,9 @@ fn classify(plugin: &Plugin, store: &Store<PluginState>, err: wasmtime::Error) -
     let name = plugin.name().to_string();
     if store.data().meter.exceeded {
         return PluginError::OutOfMemory(name);
+    }
+    if store.data().timed_out {
+        return PluginError::Timeout(name);
     }
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt | wasmtime::Trap::OutOfFuel) => PluginError::Timeout(name),

@@ -88,6 +88,12 @@ pub struct PluginState {
     pub(crate) deadline: Instant,
     /// The clock WASI shows the plugin (sleeps are bounded by `deadline`).
     pub(crate) clock: crate::sleep::CallClock,
+    /// The budget of the plugin's own computing (wall time minus time in host HTTP calls).
+    pub(crate) cpu_budget: Option<std::time::Duration>,
+    /// Time spent waiting in host HTTP calls.
+    pub(crate) host_time: std::time::Duration,
+    /// Set when the host interrupted the call for running out of time.
+    pub(crate) timed_out: bool,
     pub(crate) http_calls: u32,
     pub(crate) log_lines: u32,
     pub(crate) wasi: WasiCtx,
@@ -175,7 +181,10 @@ impl http::Host for PluginState {
             timeout_ms: request.timeout_ms,
         };
         let url = request.url.clone();
-        match self.outbound.send(&self.grant.http, request, self.deadline) {
+        let waited = Instant::now();
+        let sent = self.outbound.send(&self.grant.http, request, self.deadline);
+        self.host_time += waited.elapsed();
+        match sent {
             Ok(response) => Ok(http::Response {
                 status: response.status,
                 headers: response.headers,

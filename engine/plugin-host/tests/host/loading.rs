@@ -195,3 +195,29 @@ fn a_reload_swaps_the_new_version_in_while_calls_in_flight_finish_on_the_old() {
         "0.2.0"
     );
 }
+
+#[test]
+fn duplicate_names_renames_and_removals_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = install(dir.path(), "test-echo", "a", |m| m);
+    let second = install(dir.path(), "test-echo", "b", |m| m);
+    let (host, _) = host();
+    host.load(&first).unwrap();
+    let err = host.load(&second).unwrap_err();
+    assert!(err.to_string().contains("already loaded from"), "{err}");
+    // Renamed in its manifest: the old name goes.
+    std::fs::write(
+        &first,
+        std::fs::read_to_string(&first)
+            .unwrap()
+            .replace("name = \"test-echo\"", "name = \"renamed\""),
+    )
+    .unwrap();
+    host.load(&first).unwrap();
+    assert_eq!(host.names(), ["renamed"]);
+    // Removed: unloaded at the next check.
+    std::fs::remove_dir_all(first.parent().unwrap()).unwrap();
+    std::fs::remove_dir_all(second.parent().unwrap()).unwrap();
+    host.reload_changed(Some(dir.path()));
+    assert!(host.names().is_empty());
+}
