@@ -9,8 +9,16 @@ use crate::suggest::did_you_mean;
 /// What is wrong with `input` for `schema`, one message per problem, with the field's path.
 pub fn check(schema: &Value, input: &Value) -> Vec<String> {
     let mut problems = Vec::new();
-    walk(schema, input, "input", &mut problems);
+    Checker { root: schema }.walk(schema, input, "input", &mut problems, 0);
     problems
+}
+
+/// How deep `$ref`s are followed (a recursive schema stops there).
+const MAX_DEPTH: usize = 32;
+
+/// Walks a value beside its schema, resolving the schema's local `$ref`s against the root.
+struct Checker<'s> {
+    root: &'s Value,
 }
 
 fn is_template(value: &Value) -> bool {
@@ -49,10 +57,72 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-fn walk(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
-    if is_template(value) {
-        return;
+impl<'s> Checker<'s> {
+    /// `schema`, or what its local `$ref` (`#/$defs/...`, `#/definitions/...`) points to.
+    fn resolve(&self, schema: &'s Value) -> &'s Value {
+        let mut schema = schema;
+        for _ in 0..MAX_DEPTH {
+            let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
+                return schema;
+            };
+            let Some(pointer) = reference.strip_prefix('#') else {
+                return &Value::Null;
+            };
+            match self.root.pointer(pointer) {
+                Some(target) => schema = target,
+                None => return &Value::Null,
+            }
+        }
+        &Value::Null
     }
+
+    fn walk(
+        &self,
+        schema: &'s Value,
+        value: &Value,
+        path: &str,
+        problems: &mut Vec<String>,
+        depth: usize,
+    ) {
+        if is_template(value) || depth > MAX_DEPTH {
+            return;
+        }
+        let schema = self.resolve(schema);
+        for all in schema["allOf"].as_array().into_iter().flatten() {
+            self.walk(all, value, path, problems, depth + 1);
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(choices) = schema[key].as_array()
+                && !choices.is_empty()
+            {
+                let mut first = None;
+                for choice in choices {
+                    let mut found = Vec::new();
+                    self.walk(choice, value, path, &mut found, depth + 1);
+                    if found.is_empty() {
+                        first = None;
+                        break;
+                    }
+                    first.get_or_insert(found);
+                }
+                if let Some(found) = first {
+                    problems.extend(found);
+                    return;
+                }
+            }
+        }
+        walk_one(self, schema, value, path, problems, depth);
+    }
+}
+
+fn walk_one<'s>(
+    checker: &Checker<'s>,
+    schema: &'s Value,
+    value: &Value,
+    path: &str,
+    problems: &mut Vec<String>,
+    depth: usize,
+) {
     let types = type_names(schema);
     if !types.is_empty() && !types.iter().any(|t| has_type(value, t)) {
         problems.push(format!(
@@ -75,7 +145,13 @@ fn walk(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
     let Value::Object(fields) = value else {
         if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
             for (i, item) in items.iter().enumerate() {
-                walk(item_schema, item, &format!("{path}[{i}]"), problems);
+                checker.walk(
+                    item_schema,
+                    item,
+                    &format!("{path}[{i}]"),
+                    problems,
+                    depth + 1,
+                );
             }
         }
         return;
@@ -101,7 +177,9 @@ fn walk(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
     for (name, field) in fields {
         let field_path = format!("{path}.{name}");
         match properties.and_then(|p| p.get(name)) {
-            Some(field_schema) => walk(field_schema, field, &field_path, problems),
+            Some(field_schema) => {
+                checker.walk(field_schema, field, &field_path, problems, depth + 1)
+            }
             None if schema["additionalProperties"] == Value::Bool(false) => {
                 let known = properties
                     .into_iter()
@@ -149,5 +227,49 @@ mod tests {
                 .any(|p| p.contains("`input.sheet` is a number"))
         );
         assert!(problems.iter().any(|p| p.contains("one of")));
+    }
+
+    #[test]
+    fn references_and_alternatives_are_followed() {
+        // The shape schemars gives a struct with a nested struct and an optional enum.
+        let schema = json!({
+            "type": "object",
+            "required": ["customer"],
+            "properties": {
+                "customer": {"$ref": "#/$defs/Customer"},
+                "tier": {"anyOf": [{"$ref": "#/$defs/Tier"}, {"type": "null"}]}
+            },
+            "$defs": {
+                "Customer": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": false,
+                    "properties": {"name": {"type": "string"}}
+                },
+                "Tier": {"type": "string", "enum": ["gold", "silver"]}
+            }
+        });
+        assert!(
+            check(
+                &schema,
+                &json!({"customer": {"name": "Ada"}, "tier": "gold"})
+            )
+            .is_empty()
+        );
+        assert!(check(&schema, &json!({"customer": {"name": "Ada"}, "tier": null})).is_empty());
+        let problems = check(
+            &schema,
+            &json!({"customer": {"nme": "Ada"}, "tier": "bronze"}),
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("`input.customer` lacks `name`")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("`input.tier`")),
+            "{problems:?}"
+        );
     }
 }
