@@ -3,6 +3,7 @@
 //! for `sheets`, a real sled kv store for `consent`.
 
 mod consent;
+mod openai;
 mod server;
 mod sheets;
 
@@ -23,7 +24,7 @@ pub fn built(crate_file: &str) -> PathBuf {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args([
                 "build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", "sheets",
-                "-p", "consent",
+                "-p", "consent", "-p", "openai",
             ])
             .current_dir(&plugins)
             .env_remove("CARGO_TARGET_DIR")

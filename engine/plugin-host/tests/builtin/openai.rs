@@ -1,0 +1,267 @@
+//! `openai.chat` against a fake Chat Completions server that answers with OpenAI's documented
+//! bodies (`fixtures/openai/`), one scripted answer per request, recording what it was sent.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use influxify_plugin_host::{MemorySecrets, PluginError};
+use serde_json::json;
+
+use crate::*;
+
+const COMPLETION: &str = include_str!("fixtures/openai/chat-completion.json");
+const RATE_LIMITED: &str = include_str!("fixtures/openai/error-429-rate-limit.json");
+const NO_QUOTA: &str = include_str!("fixtures/openai/error-429-insufficient-quota.json");
+
+/// A scripted answer: status, extra headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, String);
+
+/// The fake server: answers in order, then 500s.
+struct Fake {
+    url: String,
+    answers: Arc<Mutex<Vec<Answer>>>,
+    seen: Arc<Mutex<Vec<(Vec<(String, String)>, serde_json::Value)>>>,
+}
+
+impl Fake {
+    fn start(answers: Vec<Answer>) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answers = Arc::new(Mutex::new(answers));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (queue, log) = (answers.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut headers = Vec::new();
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    let (k, v) = header.trim_end().split_once(':').unwrap();
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+                let length: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                assert!(line.starts_with("POST /v1/chat/completions "), "{line}");
+                log.lock().unwrap().push((
+                    headers,
+                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                ));
+                let (status, extra, body) = {
+                    let mut queue = queue.lock().unwrap();
+                    if queue.is_empty() {
+                        (500, Vec::new(), "{}".to_string())
+                    } else {
+                        queue.remove(0)
+                    }
+                };
+                let mut out = stream;
+                let mut head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in extra {
+                    head += &format!("{k}: {v}\r\n");
+                }
+                let _ = out.write_all(format!("{head}\r\n{body}").as_bytes());
+            }
+        });
+        Fake { url, answers, seen }
+    }
+
+    fn requests(&self) -> Vec<(Vec<(String, String)>, serde_json::Value)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A host with the openai plugin pointed at `fake`, with an API key unless `key` is `None`.
+fn openai(fake: &Fake, key: Option<&str>) -> (PluginHost, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url.clone();
+    install(dir.path(), "openai", |m| {
+        m.replace("https://api.openai.com", &url)
+            .replace("time_ms = 60000", "time_ms = 8000")
+    });
+    let mut secrets = MemorySecrets::new();
+    if let Some(key) = key {
+        secrets = secrets.with("openai_api_key", key);
+    }
+    let (host, _) = host_with(Arc::new(secrets));
+    for loaded in host.load_dir(dir.path()) {
+        loaded.unwrap();
+    }
+    (host, dir)
+}
+
+fn ask() -> serde_json::Value {
+    json!({
+        "model": "gpt-4o-mini",
+        "system": "You are Nova.",
+        "messages": [{"role": "user", "content": "Hello?"}],
+        "temperature": 0.2,
+        "max_completion_tokens": 50
+    })
+}
+
+#[test]
+fn a_completion_is_asked_with_the_key_and_read() {
+    let fake = Fake::start(vec![(200, vec![], COMPLETION.to_string())]);
+    let (host, _dir) = openai(&fake, Some("sk-test"));
+    let answer = call(&host, "openai.chat", &ask()).unwrap();
+    assert_eq!(answer.outcome, "ok");
+    let out = output(&answer);
+    assert_eq!(out["text"], "Hello! How can I assist you today?");
+    assert_eq!(out["finish_reason"], "stop");
+    assert_eq!(out["usage"]["completion_tokens"], 10);
+    let (headers, body) = &fake.requests()[0];
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer sk-test")
+    );
+    assert_eq!(body["model"], "gpt-4o-mini");
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "system", "content": "You are Nova."})
+    );
+    assert_eq!(
+        body["messages"][1],
+        json!({"role": "user", "content": "Hello?"})
+    );
+    assert_eq!(body["max_completion_tokens"], 50);
+    assert!(!answer.output.contains("sk-test"));
+}
+
+#[test]
+fn structured_output_is_asked_for_and_parsed() {
+    let content = json!({"intent": "refund", "order": "A-1042"}).to_string();
+    let reply = json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]});
+    let fake = Fake::start(vec![(200, vec![], reply.to_string())]);
+    let (host, _dir) = openai(&fake, None);
+    let mut input = ask();
+    input["json_schema"] = json!({"type": "object", "properties": {"intent": {"type": "string"}, "order": {"type": "string"}}, "required": ["intent", "order"], "additionalProperties": false});
+    input["schema_name"] = json!("triage");
+    let answer = call(&host, "openai.chat", &input).unwrap();
+    assert_eq!(output(&answer)["json"]["intent"], "refund");
+    let (headers, body) = &fake.requests()[0];
+    assert_eq!(body["response_format"]["type"], "json_schema");
+    assert_eq!(body["response_format"]["json_schema"]["name"], "triage");
+    assert!(
+        !headers.iter().any(|(k, _)| k == "authorization"),
+        "no key configured, none sent"
+    );
+}
+
+#[test]
+fn a_short_retry_after_is_waited_out_and_quota_and_keys_are_not_retried() {
+    // Rate limited with `retry-after-ms`: waited out inside the call, then answered.
+    let fake = Fake::start(vec![
+        (
+            429,
+            vec![("retry-after-ms", "200".into())],
+            RATE_LIMITED.to_string(),
+        ),
+        (200, vec![], COMPLETION.to_string()),
+    ]);
+    let (host, _dir) = openai(&fake, Some("sk-test"));
+    let started = std::time::Instant::now();
+    assert!(call(&host, "openai.chat", &ask()).is_ok());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    assert_eq!(fake.requests().len(), 2);
+
+    // A long Retry-After: left to the engine's backoff, as a retryable error.
+    let fake = Fake::start(vec![(
+        429,
+        vec![("retry-after", "120".into())],
+        RATE_LIMITED.to_string(),
+    )]);
+    let (host, _dir) = openai(&fake, Some("sk-test"));
+    let err = call(&host, "openai.chat", &ask()).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Retryable(m) if m.contains("rate_limit_exceeded")),
+        "{err:?}"
+    );
+    assert_eq!(fake.requests().len(), 1);
+
+    // No quota left: never retried.
+    let fake = Fake::start(vec![(429, vec![], NO_QUOTA.to_string())]);
+    let (host, _dir) = openai(&fake, Some("sk-test"));
+    let err = call(&host, "openai.chat", &ask()).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Permanent(m) if m.contains("insufficient_quota")),
+        "{err:?}"
+    );
+
+    // A bad key: a misconfiguration.
+    let bad_key = json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}});
+    let fake = Fake::start(vec![(401, vec![], bad_key.to_string())]);
+    let (host, _dir) = openai(&fake, Some("sk-wrong"));
+    let err = call(&host, "openai.chat", &ask()).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Misconfigured(m) if m.contains("invalid_api_key")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn compatible_servers_error_shapes_are_read_leniently() {
+    for (status, body, retryable) in [
+        // Older vLLM: the error at the top level.
+        (
+            400,
+            json!({"object": "error", "message": "max_tokens too large", "type": "BadRequestError", "code": 400}),
+            false,
+        ),
+        // llama.cpp: an integer code.
+        (
+            503,
+            json!({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}),
+            true,
+        ),
+        (500, json!("not even an object"), true),
+    ] {
+        let fake = Fake::start(vec![(status, vec![], body.to_string())]);
+        let (host, _dir) = openai(&fake, None);
+        let err = call(&host, "openai.chat", &ask()).unwrap_err();
+        assert_eq!(err.is_retryable(), retryable, "{status}: {err:?}");
+    }
+    // `x-should-retry: false` overrides a 5xx.
+    let fake = Fake::start(vec![(
+        500,
+        vec![("x-should-retry", "false".into())],
+        "{}".into(),
+    )]);
+    let (host, _dir) = openai(&fake, None);
+    assert!(matches!(
+        call(&host, "openai.chat", &ask()),
+        Err(PluginError::Permanent(_))
+    ));
+    // Bad input never reaches the server.
+    let fake = Fake::start(vec![]);
+    let (host, _dir) = openai(&fake, None);
+    for input in [
+        json!({"messages": []}),
+        json!({"messages": [{"role": "robot", "content": "x"}]}),
+        json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+    ] {
+        assert!(
+            matches!(
+                call(&host, "openai.chat", &input),
+                Err(PluginError::InvalidInput(_))
+            ),
+            "{input}"
+        );
+    }
+    assert!(fake.requests().is_empty());
+    let _ = &fake.answers;
+}
