@@ -17,11 +17,14 @@ const NO_QUOTA: &str = include_str!("fixtures/openai/error-429-insufficient-quot
 /// A scripted answer: status, extra headers, body.
 type Answer = (u16, Vec<(&'static str, String)>, String);
 
+/// A request the server saw: its headers (lowercase names) and JSON body.
+type Seen = (Vec<(String, String)>, serde_json::Value);
+
 /// The fake server: answers in order, then 500s.
 struct Fake {
     url: String,
     answers: Arc<Mutex<Vec<Answer>>>,
-    seen: Arc<Mutex<Vec<(Vec<(String, String)>, serde_json::Value)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Fake {
@@ -79,7 +82,7 @@ impl Fake {
         Fake { url, answers, seen }
     }
 
-    fn requests(&self) -> Vec<(Vec<(String, String)>, serde_json::Value)> {
+    fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
