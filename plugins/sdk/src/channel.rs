@@ -131,7 +131,8 @@ impl HttpReply {
 }
 
 impl OutboundMessage {
-    /// A plain text message to `user_id`, without quick replies, buttons, typing or tag.
+    /// A plain text message to `user_id`, without quick replies, buttons, typing or tag, and
+    /// with the user's last message unknown (treated as inside any reply window).
     pub fn text(user_id: impl Into<String>, text: impl Into<String>) -> Self {
         OutboundMessage {
             user_id: user_id.into(),
@@ -140,6 +141,15 @@ impl OutboundMessage {
             buttons: Vec::new(),
             typing_ms: None,
             tag: None,
+            last_user_message_ms: None,
         }
+    }
+
+    /// Whether the user's last message is older than `window_ms` at `now_ms` (Messenger's
+    /// 24-hour window: `24 * 60 * 60 * 1000`). An unknown last message
+    /// ([`last_user_message_ms`](OutboundMessage::last_user_message_ms) `None`) is inside.
+    pub fn outside_window(&self, window_ms: u64, now_ms: u64) -> bool {
+        self.last_user_message_ms
+            .is_some_and(|last| now_ms.saturating_sub(last) > window_ms)
     }
 }

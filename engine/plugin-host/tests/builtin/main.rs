@@ -1,8 +1,11 @@
-//! The built-in plugins (`plugins/sheets`, `plugins/consent`), built for wasm32-wasip2 by the
-//! test itself and run through the real host: a fake Google Sheets + OAuth server on 127.0.0.1
-//! for `sheets`, a real sled kv store for `consent`.
+//! The built-in plugins (`plugins/sheets`, `plugins/consent`, `plugins/messenger`), built for
+//! wasm32-wasip2 by the test itself and run through the real host: a fake Google Sheets + OAuth
+//! server on 127.0.0.1 for `sheets`, a real sled kv store for `consent`, a fake Graph API
+//! (`graph`) for `messenger`.
 
 mod consent;
+mod graph;
+mod messenger;
 mod openai;
 mod server;
 mod sheets;
@@ -24,7 +27,7 @@ pub fn built(crate_file: &str) -> PathBuf {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args([
                 "build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", "sheets",
-                "-p", "consent", "-p", "openai",
+                "-p", "consent", "-p", "openai", "-p", "messenger",
             ])
             .current_dir(&plugins)
             .env_remove("CARGO_TARGET_DIR")

@@ -276,6 +276,7 @@ fn message() -> OutboundMessage {
         buttons: vec![Button::Postback(("Help".into(), "HELP".into()))],
         typing_ms: None,
         tag: None,
+        last_user_message_ms: None,
     }
 }
 

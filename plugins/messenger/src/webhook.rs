@@ -1,0 +1,310 @@
+//! Webhook POSTs: the signature, then the envelope
+//! `{"object":"page","entry":[{"id","time","messaging":[event...]}]}`, every entry and every
+//! event of it.
+//!
+//! | event | becomes |
+//! |---|---|
+//! | `message` with `quick_reply.payload` | `quick-reply((text, payload))` (the title is the text) |
+//! | `message` with `text` | `text(text)` (attachments beside a text, a shared link's preview, are left out) |
+//! | `message` with `attachments` only | `attachments([{kind: type, url: payload.url}])` (a location is a `geo:` URL) |
+//! | `postback` | `postback((title, payload))`, after a `referral(ref)` when it carries one (Get Started from an m.me link) |
+//! | `referral` | `referral(ref)` |
+//! | `message.is_echo`, `delivery`, `read`, anything else | acknowledged, not routed |
+//!
+//! Entries' `standby` (another app owns the thread) and `changes` (the dashboard's test
+//! button) are acknowledged and not routed. The dedup key is the message's `mid` (postbacks
+//! have one since API v11); postbacks without one and referrals get a stable hash of the
+//! sender, the timestamp and the payload ([`stable_id`]). Unknown fields are ignored; a body
+//! that is not JSON, or not this envelope, is `invalid-input`.
+
+use influxify_plugin_sdk::channel::{Attachment, HttpRequest, InboundEvent, InboundKind};
+use influxify_plugin_sdk::{Error, clock, crypto, debug, warn};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::hash::stable_id;
+
+/// The app secret the host signs with (signatures only).
+pub const APP_SECRET: &str = "messenger_app_secret";
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
+
+/// The webhook body.
+#[derive(Deserialize)]
+struct Webhook {
+    #[serde(default)]
+    object: Option<String>,
+    entry: Vec<Entry>,
+}
+
+/// One entry: a page's events.
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(default)]
+    time: Option<u64>,
+    #[serde(default)]
+    messaging: Option<Vec<Messaging>>,
+    #[serde(default)]
+    standby: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    changes: Option<Vec<IgnoredAny>>,
+}
+
+/// One event of `messaging`: its kind is told by which field it has.
+#[derive(Deserialize)]
+struct Messaging {
+    #[serde(default)]
+    sender: Option<Party>,
+    #[serde(default)]
+    timestamp: Option<u64>,
+    #[serde(default)]
+    message: Option<Message>,
+    #[serde(default)]
+    postback: Option<Postback>,
+    #[serde(default)]
+    referral: Option<Referral>,
+}
+
+#[derive(Deserialize)]
+struct Party {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    mid: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    is_echo: bool,
+    #[serde(default)]
+    quick_reply: Option<QuickReplyTap>,
+    #[serde(default)]
+    attachments: Option<Vec<AttachmentIn>>,
+}
+
+#[derive(Deserialize)]
+struct QuickReplyTap {
+    payload: String,
+}
+
+#[derive(Deserialize)]
+struct AttachmentIn {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    payload: Option<AttachmentPayload>,
+    /// Shared links (`fallback`) have their URL here in older payloads.
+    #[serde(default)]
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AttachmentPayload {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    coordinates: Option<Coordinates>,
+}
+
+#[derive(Deserialize)]
+struct Coordinates {
+    lat: f64,
+    long: f64,
+}
+
+#[derive(Deserialize)]
+struct Postback {
+    #[serde(default)]
+    mid: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    payload: Option<String>,
+    #[serde(default)]
+    referral: Option<Referral>,
+}
+
+#[derive(Deserialize)]
+struct Referral {
+    #[serde(rename = "ref", default)]
+    reference: Option<String>,
+}
+
+/// Checks the signature, then turns the body into events.
+pub fn parse(request: &HttpRequest) -> Result<Vec<InboundEvent>, Error> {
+    check_signature(request)?;
+    let webhook: Webhook = serde_json::from_slice(&request.body)
+        .map_err(|e| Error::invalid_input(format!("the body is not a Messenger webhook: {e}")))?;
+    if let Some(object) = webhook.object.as_deref()
+        && object != "page"
+    {
+        warn!("a webhook for `{object}` (not `page`) was acknowledged and ignored");
+        return Ok(Vec::new());
+    }
+    let mut events = Vec::new();
+    let mut ignored = 0usize;
+    for entry in webhook.entry {
+        ignored += entry.standby.as_ref().map_or(0, Vec::len);
+        ignored += entry.changes.as_ref().map_or(0, Vec::len);
+        for event in entry.messaging.unwrap_or_default() {
+            let before = events.len();
+            convert(event, entry.time, &mut events)?;
+            if events.len() == before {
+                ignored += 1;
+            }
+        }
+    }
+    if ignored > 0 {
+        debug!("acknowledged {ignored} webhook event(s) that are not user input");
+    }
+    Ok(events)
+}
+
+/// `X-Hub-Signature-256: sha256=<hex>` over the raw body, checked by the host.
+fn check_signature(request: &HttpRequest) -> Result<(), Error> {
+    let Some(header) = request.header(SIGNATURE_HEADER) else {
+        let legacy = if request.header("X-Hub-Signature").is_some() {
+            " (only the SHA-256 signature is accepted, not the legacy X-Hub-Signature)"
+        } else {
+            ""
+        };
+        return Err(Error::invalid_input(format!(
+            "the request has no {SIGNATURE_HEADER} header{legacy}"
+        )));
+    };
+    let Some(signature) = header
+        .trim()
+        .strip_prefix("sha256=")
+        .and_then(crypto::from_hex)
+    else {
+        return Err(Error::invalid_input(format!(
+            "the {SIGNATURE_HEADER} header is not `sha256=<hex>`"
+        )));
+    };
+    if !crypto::verify_hmac_sha256(APP_SECRET, &request.body, &signature)? {
+        return Err(Error::invalid_input(
+            "the signature does not match the body",
+        ));
+    }
+    Ok(())
+}
+
+/// Adds the events `event` stands for (none for what is not user input).
+fn convert(
+    event: Messaging,
+    entry_time: Option<u64>,
+    out: &mut Vec<InboundEvent>,
+) -> Result<(), Error> {
+    let provider_time = event.timestamp.or(entry_time);
+    let timestamp_ms = provider_time.unwrap_or_else(clock::now_ms);
+    let time_text = provider_time.unwrap_or(0).to_string();
+    let routed = match (&event.message, &event.postback, &event.referral) {
+        (Some(message), _, _) => !message.is_echo && has_content(message),
+        (None, Some(_), _) | (None, None, Some(_)) => true,
+        _ => false,
+    };
+    if !routed {
+        return Ok(());
+    }
+    let Some(sender) = event.sender else {
+        return Err(Error::invalid_input("an event has no `sender.id`"));
+    };
+    let user_id = sender.id;
+    let mut push = |event_id: String, kind: InboundKind| {
+        out.push(InboundEvent {
+            user_id: user_id.clone(),
+            event_id,
+            timestamp_ms,
+            kind,
+        });
+    };
+    if let Some(message) = event.message {
+        let id = |what: &str, payload: &str| {
+            message.mid.clone().unwrap_or_else(|| {
+                stable_id(
+                    what,
+                    &[user_id.as_bytes(), time_text.as_bytes(), payload.as_bytes()],
+                )
+            })
+        };
+        if let Some(tap) = &message.quick_reply {
+            let title = message.text.clone().unwrap_or_else(|| tap.payload.clone());
+            push(
+                id("quick-reply", &tap.payload),
+                InboundKind::QuickReply((title, tap.payload.clone())),
+            );
+        } else if let Some(text) = &message.text {
+            push(id("message", text), InboundKind::Text(text.clone()));
+        } else {
+            let attachments: Vec<Attachment> = message
+                .attachments
+                .iter()
+                .flatten()
+                .map(attachment)
+                .collect();
+            let urls: Vec<&str> = attachments
+                .iter()
+                .map(|a| a.url.as_deref().unwrap_or(&a.kind))
+                .collect();
+            push(
+                id("attachments", &urls.join("\n")),
+                InboundKind::Attachments(attachments),
+            );
+        }
+    } else if let Some(postback) = event.postback {
+        let payload = postback.payload.unwrap_or_default();
+        let event_id = postback.mid.unwrap_or_else(|| {
+            stable_id(
+                "postback",
+                &[user_id.as_bytes(), time_text.as_bytes(), payload.as_bytes()],
+            )
+        });
+        if let Some(referral) = postback.referral {
+            let reference = referral.reference.unwrap_or_default();
+            push(
+                format!("{event_id}:referral"),
+                InboundKind::Referral(reference),
+            );
+        }
+        let title = postback.title.unwrap_or_else(|| payload.clone());
+        push(event_id, InboundKind::Postback((title, payload)));
+    } else if let Some(referral) = event.referral {
+        let reference = referral.reference.unwrap_or_default();
+        let event_id = stable_id(
+            "referral",
+            &[
+                user_id.as_bytes(),
+                time_text.as_bytes(),
+                reference.as_bytes(),
+            ],
+        );
+        push(event_id, InboundKind::Referral(reference));
+    }
+    Ok(())
+}
+
+/// Whether a (non-echo) message has something to route: a quick reply, text or attachments.
+fn has_content(message: &Message) -> bool {
+    message.quick_reply.is_some()
+        || message.text.is_some()
+        || message.attachments.as_ref().is_some_and(|a| !a.is_empty())
+}
+
+/// An attachment: its type and URL (a location's coordinates as a `geo:` URL).
+fn attachment(attachment: &AttachmentIn) -> Attachment {
+    let payload = attachment.payload.as_ref();
+    let url = payload
+        .and_then(|p| p.url.clone())
+        .or_else(|| attachment.url.clone())
+        .or_else(|| {
+            payload
+                .and_then(|p| p.coordinates.as_ref())
+                .map(|c| format!("geo:{},{}", c.lat, c.long))
+        });
+    Attachment {
+        kind: attachment.kind.clone(),
+        url,
+    }
+}
