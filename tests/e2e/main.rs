@@ -3,6 +3,7 @@
 mod chat;
 mod crash;
 mod designer;
+mod llm;
 mod plugin;
 mod run;
 mod schema;

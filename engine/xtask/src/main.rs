@@ -1,8 +1,14 @@
 //! Build automation, run as `cargo xtask <task>`:
 //!
-//! - `cargo xtask test`: sets up what the tests need on a fresh machine, then runs every test.
+//! - `cargo xtask test`: sets up what the tests need on a fresh machine (the wasm32-wasip2
+//!   target; a real OpenAI-compatible server, llama.cpp's, with a small model), then runs every
+//!   test.
 //! - `cargo xtask ci`: formatting and lint checks, then `test` (what `.ci/run` runs).
 //! - `cargo xtask schemas`: regenerates the committed JSON Schemas in `schemas/`.
+//! - `cargo xtask llm`: installs the local OpenAI-compatible server and its model (done by
+//!   `test` too) and prints where they are.
+
+mod llm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -13,8 +19,11 @@ fn main() -> ExitCode {
         "test" => test(),
         "ci" => ci(),
         "schemas" => schemas(),
+        "llm" => llm::setup().map(|(python, model)| {
+            println!("python: {}\nmodel: {}", python.display(), model.display());
+        }),
         _ => Err(format!(
-            "unknown task `{task}`; use one of: test, ci, schemas"
+            "unknown task `{task}`; use one of: test, ci, schemas, llm"
         )),
     };
     match result {
@@ -58,8 +67,12 @@ fn setup() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     setup()?;
+    let (python, model) = llm::setup()?;
     let mut tests = cargo();
-    tests.args(["test", "--workspace", "--locked"]);
+    tests
+        .args(["test", "--workspace", "--locked"])
+        .env("INFLUXIFY_LLM_PYTHON", python)
+        .env("INFLUXIFY_LLM_MODEL", model);
     run(tests)?;
     // The plugin SDK's own tests run on the host.
     let mut sdk = cargo();

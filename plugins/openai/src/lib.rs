@@ -167,14 +167,19 @@ fn request_body(input: &Input) -> Result<serde_json::Value, Error> {
         body[field.as_str()] = max.into();
     }
     if let Some(schema) = &input.json_schema {
-        body["response_format"] = serde_json::json!({
-            "type": "json_schema",
-            "json_schema": {
-                "name": input.schema_name.as_deref().unwrap_or("answer"),
-                "schema": schema,
-                "strict": true,
-            }
-        });
+        // OpenAI's shape, or llama.cpp's server's (`json_object` with a `schema`), which does not
+        // know `json_schema`.
+        body["response_format"] = match config::get_or("response_format", "json_schema").as_str() {
+            "json_object" => serde_json::json!({"type": "json_object", "schema": schema}),
+            _ => serde_json::json!({
+                "type": "json_schema",
+                "json_schema": {
+                    "name": input.schema_name.as_deref().unwrap_or("answer"),
+                    "schema": schema,
+                    "strict": true,
+                }
+            }),
+        };
     }
     Ok(body)
 }

@@ -1,0 +1,241 @@
+//! A bot asks a real language model: `influxify run` with the built-in `openai` plugin against
+//! llama.cpp's OpenAI-compatible server (installed by `cargo xtask test`) serving SmolLM2-135M.
+//! It asserts on the shape of the answers and on the flow's routing, not on clever content.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{influxify_in, root, stdout};
+
+const FLOW: &str = r#"
+id: ask
+start: question
+nodes:
+  question:
+    kind: ask
+    prompt: Ask me anything.
+    store: question
+    next: llm
+  llm:
+    kind: plugin
+    action: openai.chat
+    input:
+      system: "You are a helpful assistant. Answer in one short sentence."
+      messages:
+        - role: user
+          content: "{{ question }}"
+      temperature: 0
+      max_completion_tokens: 24
+    outputs:
+      answer: "output.text | trim"
+      reason: output.finish_reason
+    retry: { attempts: 2, backoff: 1s }
+    on: { ok: structured, error: failed }
+  structured:
+    kind: plugin
+    action: openai.chat
+    input:
+      messages:
+        - role: user
+          content: "Give the capital of France as JSON."
+      temperature: 0
+      max_completion_tokens: 40
+      json_schema:
+        type: object
+        properties: { city: { type: string } }
+        required: [city]
+    outputs:
+      city: output.json.city
+    on: { ok: reply, error: failed }
+  reply:
+    kind: message
+    text: "ANSWER[{{ answer }}] REASON[{{ reason }}] CITY[{{ city }}]"
+    next: done
+  failed:
+    kind: message
+    text: "FAILED"
+    next: done
+  done:
+    kind: end
+"#;
+
+/// The llama.cpp server, stopped when dropped.
+struct LlamaServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where `cargo xtask test` installed the server and the model.
+fn installed() -> (PathBuf, PathBuf) {
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let python = std::env::var_os("INFLUXIFY_LLM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cache/influxify/llm/venv/bin/python"));
+    let model = std::env::var_os("INFLUXIFY_LLM_MODEL").map(PathBuf::from);
+    assert!(
+        python.is_file(),
+        "no llama.cpp server at {}: run `cargo xtask test`, which installs it",
+        python.display()
+    );
+    let model = model.unwrap_or_else(|| {
+        let found = Command::new(&python)
+            .args(["-c", "import pathlib, sysconfig; print(next(pathlib.Path(sysconfig.get_paths()['purelib']).rglob('SmolLM2-135M-Instruct.Q4_1.gguf')))"])
+            .output()
+            .expect("python runs");
+        PathBuf::from(String::from_utf8_lossy(&found.stdout).trim())
+    });
+    assert!(
+        model.is_file(),
+        "no model at {}: run `cargo xtask test`",
+        model.display()
+    );
+    (python, model)
+}
+
+fn start_server() -> LlamaServer {
+    let (python, model) = installed();
+    let port = free_port();
+    let child = Command::new(python)
+        .args(["-m", "llama_cpp.server", "--model"])
+        .arg(&model)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--n_ctx",
+            "1024",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the llama.cpp server starts");
+    let server = LlamaServer { child, port };
+    let began = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            began.elapsed() < Duration::from_secs(90),
+            "the llama.cpp server did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server
+}
+
+/// The built openai plugin, pointed at `port`, in `plugins/openai/`.
+fn install_openai(plugins: &Path, port: u16) {
+    let sources = root().join("plugins");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "openai",
+        ])
+        .current_dir(&sources)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the openai plugin builds");
+    let dir = plugins.join("openai");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        sources.join("target/wasm32-wasip2/release/openai.wasm"),
+        dir.join("openai.wasm"),
+    )
+    .unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    let manifest = std::fs::read_to_string(sources.join("openai/plugin.toml"))
+        .unwrap()
+        .replace("https://api.openai.com", &origin)
+        .replace("\"max_completion_tokens\"", "\"max_tokens\"")
+        .replace(
+            "response_format = \"json_schema\"",
+            "response_format = \"json_object\"",
+        )
+        .replace("time_ms = 60000", "time_ms = 30000");
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+}
+
+#[test]
+fn a_flow_asks_a_real_model_and_routes_on_its_answer() {
+    let server = start_server();
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    install_openai(&plugins, server.port);
+    let flows = work.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(flows.join("ask.yaml"), FLOW).unwrap();
+    let data = work.path().join("data");
+    let started = Instant::now();
+    let ran = influxify_in(
+        work.path(),
+        &[
+            "run",
+            "--data",
+            data.to_str().unwrap(),
+            "--flows",
+            "flows",
+            "--entry",
+            "ask",
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+        Some(
+            "{\"user\": \"ada\", \"id\": \"m1\", \"text\": \"hi\"}\n{\"user\": \"ada\", \"id\": \"m2\", \"text\": \"What colour is the sky on a clear day?\"}\n",
+        ),
+    );
+    let out = stdout(&ran);
+    let errors = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "{out}\n{errors}");
+    let reply = out
+        .lines()
+        .find(|l| l.contains("ANSWER["))
+        .unwrap_or_else(|| panic!("the flow did not reach its reply: {out}\n{errors}"));
+    let line: serde_json::Value = serde_json::from_str(reply).unwrap();
+    let text = line["send"]["message"]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = text
+        .split("ANSWER[")
+        .nth(1)
+        .unwrap()
+        .split("] REASON[")
+        .next()
+        .unwrap();
+    assert!(
+        !answer.trim().is_empty(),
+        "the model answered nothing: {text}"
+    );
+    assert!(
+        text.contains("REASON[stop]") || text.contains("REASON[length]"),
+        "{text}"
+    );
+    let city = text.split("CITY[").nth(1).unwrap().trim_end_matches(']');
+    assert!(
+        !city.trim().is_empty(),
+        "structured output mapped into a flow variable: {text}"
+    );
+    eprintln!("LLM flow answered in {:?}: {text}", started.elapsed());
+}
