@@ -10,8 +10,13 @@ use crate::{influxify_in, root, stdout};
 
 const FLOW: &str = r#"
 id: ask
-start: question
+start: consent
 nodes:
+  consent:
+    kind: plugin
+    action: consent.record
+    input: { purpose: ai_processing, granted: true }
+    on: { ok: question, error: failed }
   question:
     kind: ask
     prompt: Ask me anything.
@@ -31,7 +36,7 @@ nodes:
       answer: "output.text | trim"
       reason: output.finish_reason
     retry: { attempts: 2, backoff: 1s }
-    on: { ok: structured, error: failed }
+    on: { ok: structured, denied: failed, error: failed }
   structured:
     kind: plugin
     action: openai.chat
@@ -138,7 +143,7 @@ fn start_server() -> LlamaServer {
     server
 }
 
-/// The built openai plugin, pointed at `port`, in `plugins/openai/`.
+/// The built openai plugin, pointed at `port`, in `plugins/openai/`, and the consent plugin.
 fn install_openai(plugins: &Path, port: u16) {
     let sources = root().join("plugins");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -150,6 +155,8 @@ fn install_openai(plugins: &Path, port: u16) {
             "wasm32-wasip2",
             "-p",
             "openai",
+            "-p",
+            "consent",
         ])
         .current_dir(&sources)
         .env_remove("CARGO_TARGET_DIR")
@@ -175,6 +182,20 @@ fn install_openai(plugins: &Path, port: u16) {
         )
         .replace("time_ms = 60000", "time_ms = 30000");
     std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+    // The engine runs openai.chat only for users who consented to AI processing: the flow
+    // records the consent first, through the consent plugin.
+    let consent = plugins.join("consent");
+    std::fs::create_dir_all(&consent).unwrap();
+    std::fs::copy(
+        sources.join("target/wasm32-wasip2/release/consent.wasm"),
+        consent.join("consent.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        sources.join("consent/plugin.toml"),
+        consent.join("plugin.toml"),
+    )
+    .unwrap();
 }
 
 #[test]

@@ -365,8 +365,13 @@ impl<'a> Machine<'a> {
                         }
                     }
                 }
-                let target =
-                    edge(outcome).or_else(|| if outcome == "error" { None } else { edge("ok") });
+                // `denied` (the engine refused the call, e.g. without consent to AI processing)
+                // never falls back to `ok`: without a `denied` edge it takes the `error` edge.
+                let target = edge(outcome).or_else(|| match outcome.as_str() {
+                    "error" => None,
+                    "denied" => edge("error"),
+                    _ => edge("ok"),
+                });
                 match target {
                     Some(target) => self.run(flow, target),
                     None => self.fail(format!(

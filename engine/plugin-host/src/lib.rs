@@ -110,7 +110,7 @@ impl PluginError {
 }
 
 /// How the host is set up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Where compiled components are cached (absolute, or relative to the working directory).
     /// `None`: compile every load.
@@ -121,6 +121,41 @@ pub struct HostConfig {
     pub config: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// Answers outbound HTTP instead of the network (the test harness).
     pub responder: Option<Arc<dyn http::Responder>>,
+    /// Actions that run only for users who consented to a purpose (on by default: AI
+    /// processing for `openai.chat`). `None` turns the policy off.
+    pub consent_gate: Option<ConsentGate>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            cache_dir: None,
+            metering: false,
+            config: std::collections::BTreeMap::new(),
+            responder: None,
+            consent_gate: Some(ConsentGate::default()),
+        }
+    }
+}
+
+/// An engine policy, not a flow's: the `actions` run only for an end user whose consent to
+/// `purpose` the `consent` plugin reports as `granted`; otherwise the call answers the outcome
+/// `denied` (the node's `denied` edge, or its `error` edge) without running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentGate {
+    /// The gated actions (`plugin.action`).
+    pub actions: Vec<String>,
+    /// The purpose their users must have consented to.
+    pub purpose: String,
+}
+
+impl Default for ConsentGate {
+    fn default() -> Self {
+        ConsentGate {
+            actions: vec!["openai.chat".to_string()],
+            purpose: "ai_processing".to_string(),
+        }
+    }
 }
 
 /// The wasmtime engine, linkers and loaded plugins.

@@ -534,6 +534,17 @@ impl PluginHost {
                 input.len()
             )));
         }
+        if let Some(gate) = &self.config.consent_gate
+            && gate.actions.iter().any(|gated| gated == action)
+            && let Some(refusal) = self.consent_refusal(gate, call)
+        {
+            tracing::info!(call = action, purpose = %gate.purpose, "plugin call refused: no consent");
+            return Ok(Invocation {
+                outcome: "denied".to_string(),
+                output: refusal.to_string(),
+                usage: Usage::default(),
+            });
+        }
         let (plugin, mut store, context, started) = self.call_setup(action, call)?;
         let World::Action { pre, actions } = &plugin.world else {
             return Err(PluginError::Unknown(action.to_string()));
@@ -599,6 +610,29 @@ impl PluginHost {
             }
             Ok(Err(error)) => Err(reported(&plugin, action, guest_error(error))),
             Err(err) => Err(stopped(&plugin, action, classify(&plugin, &store, err))),
+        }
+    }
+
+    /// Why `call`'s user may not have a gated action run, if they may not: no end user, no
+    /// `consent` plugin, or a consent that is not `granted`. Fails closed.
+    fn consent_refusal(&self, gate: &crate::ConsentGate, call: &Call) -> Option<serde_json::Value> {
+        let refused = |status: &str| {
+            Some(
+                serde_json::json!({"denied": "consent", "purpose": gate.purpose, "status": status}),
+            )
+        };
+        if call.conversation.is_none() {
+            return refused("no end user");
+        }
+        let input = serde_json::json!({"purpose": gate.purpose}).to_string();
+        let mut used = Usage::default();
+        match self.invoke_into("consent.check", &input, call, &mut used) {
+            Ok(answer) if answer.outcome == "granted" => None,
+            Ok(answer) => refused(&answer.outcome),
+            Err(err) => {
+                tracing::warn!(error = %err, "consent could not be checked; the gated call is refused");
+                refused("unknown")
+            }
         }
     }
 

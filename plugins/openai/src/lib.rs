@@ -91,6 +91,9 @@ struct Chat;
 impl Action for Chat {
     const NAME: &'static str = "chat";
     const DESCRIPTION: &'static str = "Chat Completions with an OpenAI-compatible server";
+    /// Never produced by the plugin itself: the engine answers `denied` when the user has not
+    /// consented to AI processing (the call does not run).
+    const OUTCOMES: &'static [&'static str] = &["denied"];
     type Input = Input;
     type Output = Output;
 

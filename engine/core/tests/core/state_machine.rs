@@ -230,6 +230,28 @@ nodes:
 ";
 
 #[test]
+fn a_denied_call_never_falls_back_to_ok() {
+    // The engine answers `denied` when a policy refuses a call (no consent to AI processing):
+    // without a `denied` edge it takes the `error` edge, not `ok`.
+    let flows = flows(&[ORDER]);
+    let (state, turns) = run(&flows, "order", &[user("hi"), user("A-1001")]);
+    let Some(Effect::CallPlugin { call, .. }) = turns[1].effects.first().cloned() else {
+        panic!("{:?}", turns[1].effects)
+    };
+    let denied = step(
+        &flows,
+        state,
+        &Event::PluginResult {
+            call,
+            outcome: "denied".into(),
+            output: serde_json::json!({"denied": "consent"}),
+        },
+        T0 + 5000,
+    );
+    assert_eq!(texts(&denied), ["Let me get a human."]);
+}
+
+#[test]
 fn plugin_calls_carry_typed_input_and_route_on_outcomes() {
     let flows = flows(&[ORDER]);
     let (state, turns) = run(&flows, "order", &[user("hi"), user("A-1001")]);

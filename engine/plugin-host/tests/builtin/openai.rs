@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use influxify_plugin_host::{MemorySecrets, PluginError};
+use influxify_plugin_host::{HostConfig, MemorySecrets, PluginError, PluginHost};
 use serde_json::json;
 
 use crate::*;
@@ -99,7 +99,16 @@ fn openai(fake: &Fake, key: Option<&str>) -> (PluginHost, tempfile::TempDir) {
     if let Some(key) = key {
         secrets = secrets.with("openai_api_key", key);
     }
-    let (host, _) = host_with(Arc::new(secrets));
+    // The protocol, without the engine's consent policy (tested below).
+    let host = PluginHost::new(
+        Arc::new(secrets),
+        Some(Arc::new(influxify_store::PluginKv::temporary().unwrap())),
+        HostConfig {
+            consent_gate: None,
+            ..HostConfig::default()
+        },
+    )
+    .unwrap();
     for loaded in host.load_dir(dir.path()) {
         loaded.unwrap();
     }
@@ -267,4 +276,47 @@ fn compatible_servers_error_shapes_are_read_leniently() {
     }
     assert!(fake.requests().is_empty());
     let _ = &fake.answers;
+}
+
+#[test]
+fn without_consent_to_ai_processing_the_engine_answers_denied_and_sends_nothing() {
+    let fake = Fake::start(vec![(200, vec![], COMPLETION.to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url.clone();
+    install(dir.path(), "openai", |m| {
+        m.replace("https://api.openai.com", &url)
+    });
+    install(dir.path(), "consent", |m| m);
+    // The default policy: openai.chat needs consent to `ai_processing`.
+    let (host, _) = host_with(Arc::new(MemorySecrets::new()));
+    for loaded in host.load_dir(dir.path()) {
+        loaded.unwrap();
+    }
+    let denied = call(&host, "openai.chat", &ask()).unwrap();
+    assert_eq!(denied.outcome, "denied");
+    assert_eq!(output(&denied)["purpose"], "ai_processing");
+    assert!(fake.requests().is_empty(), "nothing reached the model");
+    // Refused consent: still denied. Granted: the call runs. Bo's consent is not Ada's.
+    let record = |granted: bool| json!({"purpose": "ai_processing", "granted": granted});
+    call(&host, "consent.record", &record(false)).unwrap();
+    assert_eq!(
+        call(&host, "openai.chat", &ask()).unwrap().outcome,
+        "denied"
+    );
+    call(&host, "consent.record", &record(true)).unwrap();
+    assert_eq!(call(&host, "openai.chat", &ask()).unwrap().outcome, "ok");
+    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(
+        call_as(&host, &user("bo"), "openai.chat", &ask())
+            .unwrap()
+            .outcome,
+        "denied"
+    );
+    // A withdrawal (a refusal recorded later) takes effect on the next call.
+    call(&host, "consent.record", &record(false)).unwrap();
+    assert_eq!(
+        call(&host, "openai.chat", &ask()).unwrap().outcome,
+        "denied"
+    );
+    assert_eq!(fake.requests().len(), 1);
 }
