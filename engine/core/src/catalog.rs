@@ -50,7 +50,7 @@ impl Catalog {
         Catalog::default()
             .with(
                 "openai.chat",
-                &[],
+                &["denied"],
                 "Chat Completions with an OpenAI-compatible server",
             )
             .with(
@@ -67,6 +67,16 @@ impl Catalog {
                 "consent.record",
                 &[],
                 "Record that the user granted or refused a purpose",
+            )
+            .with(
+                "consent.withdraw",
+                &[],
+                "Record that the user withdrew their consent to a purpose (check answers denied)",
+            )
+            .with(
+                "consent.age_gate",
+                &["old_enough", "too_young"],
+                "Record whether the user said they are old enough (only the answer, never a birth date)",
             )
     }
 }

@@ -1,9 +1,23 @@
 //! The plugin manifest (`plugin.toml`): what a plugin is and what it is granted. Nothing is
 //! granted by default: no outbound HTTP, no secrets, no kv; only memory and time have defaults,
 //! since a call cannot run without them.
+//!
+//! # Files as settings
+//!
+//! Plugins cannot read files. A `[config]` value of the form `@file:relative/path` (such as
+//! `csv = "@file:orders.csv"`) is read by the host when it loads the plugin, and the plugin's
+//! `config` import answers the file's content instead: a sample data set can ship next to the
+//! manifest. The path is relative to the manifest's directory and must stay inside it (no
+//! absolute path, no `..`, no link leading out); the file must be UTF-8 text of at most
+//! [`MAX_CONFIG_FILE_BYTES`] (1 MiB). A file that is missing, too large or not text refuses the
+//! load with a message naming the setting and the file. The engine's configuration may override
+//! a setting with a `@file:` value too, read the same way. A changed file reloads the plugin
+//! like a changed manifest.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,7 +37,8 @@ pub struct Manifest {
     #[serde(default)]
     pub grants: Grants,
     /// Settings that are not secret, readable through the `config` import; the engine's
-    /// configuration may override them.
+    /// configuration may override them. A value `@file:path` is the content of that file
+    /// (inside the manifest's directory, at most 1 MiB), read by the host at load time.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
 }
@@ -140,6 +155,11 @@ pub const MAX_MEMORY_MB: u32 = 1024;
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// The most HTTP requests per invocation a manifest may ask for.
 pub const MAX_HTTP_CALLS: u32 = 64;
+/// The prefix of a `[config]` value the host replaces with a file's content when it loads the
+/// plugin: `@file:orders.csv` (see [the module's documentation](self#files-as-settings)).
+pub const CONFIG_FILE_PREFIX: &str = "@file:";
+/// The largest file a `@file:` setting may name, in bytes.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// The longest time budget a manifest may ask for, in ms.
 pub const MAX_TIME_MS: u64 = 5 * 60 * 1000;
 
@@ -289,6 +309,11 @@ impl Manifest {
                 grants.time_ms
             )));
         }
+        for (key, value) in &self.config {
+            if let Some(file) = value.strip_prefix(CONFIG_FILE_PREFIX) {
+                config_file_path(key, file).map_err(invalid)?;
+            }
+        }
         if self.plugin.kind == Kind::Channel && !self.plugin.actions.is_empty() {
             return Err(invalid(
                 "plugin.actions lists actions, but a channel plugin provides none".to_string(),
@@ -338,4 +363,98 @@ impl Manifest {
             secret_origins,
         })
     }
+}
+
+impl Checked {
+    /// The directory of the manifest, which `component` and `@file:` settings are relative to.
+    pub fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    }
+
+    /// The plugin's settings: `[config]` with `overrides` (the engine's) applied, every
+    /// `@file:path` value replaced by that file's content; and the files read, each with its
+    /// modification time before it was read (for reloading).
+    pub fn config(
+        &self,
+        overrides: Option<&BTreeMap<String, String>>,
+    ) -> Result<ConfigFiles, String> {
+        let mut config = self.manifest.config.clone();
+        if let Some(overrides) = overrides {
+            config.extend(overrides.clone());
+        }
+        let mut files = Vec::new();
+        for (key, value) in config.iter_mut() {
+            let Some(file) = value.strip_prefix(CONFIG_FILE_PREFIX) else {
+                continue;
+            };
+            let (content, path, stamp) = read_config_file(self.dir(), key, file)?;
+            *value = content;
+            files.push((path, stamp));
+        }
+        Ok((config, files))
+    }
+}
+
+/// Settings with the `@file:` files read, and those files with their modification times.
+pub type ConfigFiles = (BTreeMap<String, String>, Vec<(PathBuf, Option<SystemTime>)>);
+
+/// The path a `@file:` setting names, if it is inside the manifest's directory.
+fn config_file_path<'a>(key: &str, file: &'a str) -> Result<&'a Path, String> {
+    let path = Path::new(file);
+    if file.trim().is_empty()
+        || path.is_absolute()
+        || path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "config `{key}`: `{CONFIG_FILE_PREFIX}{file}` must name a file inside the manifest's directory (a relative path without `..`)"
+        ));
+    }
+    Ok(path)
+}
+
+/// Reads the file of setting `key` (`@file:<file>`) in `dir`: its content, its path and its
+/// modification time before the read.
+fn read_config_file(
+    dir: &Path,
+    key: &str,
+    file: &str,
+) -> Result<(String, PathBuf, Option<SystemTime>), String> {
+    let path = dir.join(config_file_path(key, file)?);
+    let fail = |why: String| format!("config `{key}`: {}: {why}", path.display());
+    let real = path.canonicalize().map_err(|err| fail(err.to_string()))?;
+    let real_dir = dir.canonicalize().map_err(|err| fail(err.to_string()))?;
+    if !real.starts_with(&real_dir) {
+        return Err(fail(
+            "it leads outside the manifest's directory (through a link)".to_string(),
+        ));
+    }
+    let handle = std::fs::File::open(&real).map_err(|err| fail(err.to_string()))?;
+    let meta = handle.metadata().map_err(|err| fail(err.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("not a file".to_string()));
+    }
+    let too_large = |size: u64| {
+        fail(format!(
+            "it is {size} bytes; a `{CONFIG_FILE_PREFIX}` setting may be at most {MAX_CONFIG_FILE_BYTES}"
+        ))
+    };
+    if meta.len() > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let stamp = meta.modified().ok();
+    let mut bytes = Vec::new();
+    handle
+        .take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| fail(err.to_string()))?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let content = String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".to_string()))?;
+    Ok((content, path, stamp))
 }

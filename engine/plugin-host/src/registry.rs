@@ -49,6 +49,8 @@ pub struct Plugin {
     hash: String,
     /// When the manifest and the component were last modified, for reloading.
     stamps: (Option<SystemTime>, Option<SystemTime>),
+    /// The files `@file:` settings named, with when they were last modified, for reloading.
+    config_files: Vec<(PathBuf, Option<SystemTime>)>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -80,6 +82,22 @@ impl Plugin {
     /// The sha256 of its component, in hex.
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The settings its `config` import answers: the manifest's `[config]` with the engine's
+    /// overrides, `@file:` values replaced by the files' content.
+    pub fn config(&self) -> &BTreeMap<String, String> {
+        &self.grant.config
+    }
+
+    /// Whether its manifest, its component or a file of its settings changed on disk since it
+    /// was loaded.
+    fn changed(&self) -> bool {
+        (stamp(&self.checked.path), stamp(&self.checked.component)) != self.stamps
+            || self
+                .config_files
+                .iter()
+                .any(|(path, at)| stamp(path) != *at)
     }
 
     /// The actions it provides (none for a channel).
@@ -239,10 +257,9 @@ impl PluginHost {
                 grants.response_bytes,
             )
             .map_err(|err| load_error(&name, err))?;
-        let mut config = checked.manifest.config.clone();
-        if let Some(overrides) = self.config.config.get(&name) {
-            config.extend(overrides.clone());
-        }
+        let (config, config_files) = checked
+            .config(self.config.config.get(&name))
+            .map_err(|err| load_error(&name, err))?;
         let grant = Arc::new(Grant {
             name: name.clone(),
             http,
@@ -322,6 +339,7 @@ impl PluginHost {
             world,
             hash,
             stamps,
+            config_files,
         })
     }
 
@@ -338,9 +356,9 @@ impl PluginHost {
             .collect()
     }
 
-    /// Reloads the plugins whose manifest or component changed on disk, and loads manifests
-    /// that appeared under `dir`; returns what was (re)loaded or refused. A plugin that fails
-    /// to reload keeps its running version.
+    /// Reloads the plugins whose manifest, component or `@file:` settings changed on disk, and
+    /// loads manifests that appeared under `dir`; returns what was (re)loaded or refused. A
+    /// plugin that fails to reload keeps its running version.
     pub fn reload_changed(&self, dir: Option<&Path>) -> Vec<Result<Arc<Plugin>, PluginError>> {
         // A plugin whose manifest is gone is unloaded (calls in flight finish).
         if let Ok(mut plugins) = self.plugins.0.write() {
@@ -355,7 +373,7 @@ impl PluginHost {
         let mut paths: Vec<PathBuf> = self
             .plugins()
             .into_iter()
-            .filter(|p| (stamp(&p.checked.path), stamp(&p.checked.component)) != p.stamps)
+            .filter(|p| p.changed())
             .map(|p| p.checked.path.clone())
             .collect();
         if let Some(dir) = dir {

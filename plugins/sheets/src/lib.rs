@@ -5,8 +5,17 @@
 //! the A1 range percent-encoded) with the OAuth access token of secret `google_sheets` injected
 //! by the host as a bearer token. The host refreshes the token itself, before a request when it
 //! has expired and once after a 401, so a 401 that reaches the plugin means the credentials
-//! are wrong.
+//! are wrong. Answers are cached for `cache_seconds` (default 30) in the plugin-scoped kv, so
+//! repeated look-ups stay under Google's read quota.
+//!
+//! Without a Google account: when the spreadsheet is `local` (or the setting `source` is
+//! `csv`), the rows come from the setting `csv`, CSV text whose first row is the header row
+//! (`csv = "@file:orders.csv"` in plugin.toml has the host read the file next to the manifest),
+//! with the same matching, outputs and outcomes; no request, no secret.
 
+mod a1;
+mod cache;
+mod csv;
 mod table;
 
 use std::collections::BTreeMap;
@@ -22,6 +31,8 @@ use serde::{Deserialize, Serialize};
 const DEFAULT_BASE_URL: &str = "https://sheets.googleapis.com";
 /// The OAuth secret whose access token is sent.
 const SECRET: &str = "google_sheets";
+/// The spreadsheet id that stands for the CSV of the setting `csv`.
+const LOCAL: &str = "local";
 /// Rows returned in `rows` unless the input's `limit` says otherwise.
 const DEFAULT_LIMIT: u32 = 100;
 /// The most rows `rows` may hold (the host caps an output at 1 MiB).
@@ -34,7 +45,8 @@ struct Lookup;
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Input {
-    /// The spreadsheet's id, from its URL (`https://docs.google.com/spreadsheets/d/{id}/edit`).
+    /// The spreadsheet's id, from its URL (`https://docs.google.com/spreadsheets/d/{id}/edit`);
+    /// `local` for the CSV of the plugin's `csv` setting.
     spreadsheet: String,
     /// The A1 range to read, its first row being the headers: `Orders!A:E`,
     /// `'My Sheet'!A1:F500`.
@@ -102,15 +114,20 @@ impl Action for Lookup {
                 "limit is {limit}; it must be between 1 and {MAX_LIMIT}"
             )));
         }
-        secrets::require(SECRET)?;
-
-        let sheet = read(&input.spreadsheet, &input.range)?;
+        let sheet = if local(&input.spreadsheet)? {
+            from_csv(&input.range)?
+        } else {
+            secrets::require(SECRET)?;
+            cache::through(&input.spreadsheet, &input.range, || {
+                read(&input.spreadsheet, &input.range)
+            })?
+        };
         let answered = if sheet.range.is_empty() {
             input.range.clone()
         } else {
             sheet.range
         };
-        let mut rows = sheet.values.into_iter().map(|row| row.0);
+        let mut rows = sheet.values.into_iter();
         let Some(headers) = rows.next() else {
             warn!("the range `{}` is empty (no header row)", input.range);
             return Ok(not_found(answered));
@@ -193,6 +210,58 @@ fn check(input: &Input, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A range's rows, as the API or the CSV gave them.
+pub(crate) struct Sheet {
+    /// The range read, in A1 notation (empty when the API does not say).
+    pub(crate) range: String,
+    /// Its rows, ragged: trailing empty cells may be missing.
+    pub(crate) values: Vec<Vec<String>>,
+}
+
+/// Whether the rows come from the `csv` setting: for the spreadsheet `local`; for any when the
+/// setting `source` is `csv`; and, by default (no `source`), when no Google credentials are
+/// configured but a CSV is, so that a bot designer can try a look-up flow without an account.
+fn local(spreadsheet: &str) -> Result<bool, Error> {
+    if spreadsheet == LOCAL {
+        return Ok(true);
+    }
+    match config::get("source").as_deref().map(str::trim) {
+        None | Some("") => Ok(!secrets::available(SECRET) && config::get("csv").is_some()),
+        Some("api") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => Err(Error::misconfigured(format!(
+            "the setting `source` is `{other}`; it must be `api` (Google Sheets) or `csv` (the rows of the setting `csv`)"
+        ))),
+    }
+}
+
+/// `range` of the CSV in the setting `csv` (the table stands for whichever tab is named).
+fn from_csv(range: &str) -> Result<Sheet, Error> {
+    let Some(text) = config::get("csv") else {
+        return Err(Error::misconfigured(
+            "the rows come from the setting `csv`, which is not set (put `csv = \"@file:orders.csv\"` in plugin.toml's [config], the file next to it, header row first)",
+        ));
+    };
+    if text.starts_with("@file:") {
+        return Err(Error::misconfigured(format!(
+            "the setting `csv` is `{}`: the host did not read that file (a host of this version reads `@file:` settings when it loads the plugin)",
+            text.chars().take(200).collect::<String>()
+        )));
+    }
+    let table = csv::parse(&text).map_err(|why| {
+        Error::misconfigured(format!("the setting `csv` is not valid CSV: {why}"))
+    })?;
+    let Some((answered, values)) = a1::read(range, &table) else {
+        return Err(Error::permanent(format!(
+            "the range `{range}` of the local CSV is not an A1 range (such as `Orders!A:E`, `A1:E50` or a tab name)"
+        )));
+    };
+    Ok(Sheet {
+        range: answered,
+        values,
+    })
+}
+
 /// What `values.get` answers: `values` is absent for an empty range, and rows are ragged.
 #[derive(Deserialize)]
 struct ValueRange {
@@ -258,8 +327,8 @@ impl<'de> Deserialize<'de> for Cell {
     }
 }
 
-/// Reads `range` of spreadsheet `id`.
-fn read(id: &str, range: &str) -> Result<ValueRange, Error> {
+/// Reads `range` of spreadsheet `id` with the API.
+fn read(id: &str, range: &str) -> Result<Sheet, Error> {
     let base = config::get_or("base_url", DEFAULT_BASE_URL);
     let base = base.trim_end_matches('/');
     let url = format!(
@@ -276,9 +345,13 @@ fn read(id: &str, range: &str) -> Result<ValueRange, Error> {
     if !response.is_success() {
         return Err(failure(&response, id, range));
     }
-    response
+    let answer = response
         .json::<ValueRange>()
-        .map_err(|e| e.context(format_args!("reading range `{range}`")))
+        .map_err(|e| e.context(format_args!("reading range `{range}`")))?;
+    Ok(Sheet {
+        range: answer.range,
+        values: answer.values.into_iter().map(|row| row.0).collect(),
+    })
 }
 
 /// The host reports a token refresh the provider refused (`invalid_grant`: a revoked or

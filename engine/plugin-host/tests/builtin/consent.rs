@@ -1,5 +1,6 @@
-//! `consent.record` and `consent.check` through the host, with a real sled kv store: decisions
-//! per user and purpose, expiry by age, and erasure with the user's data.
+//! `consent.record`, `consent.withdraw`, `consent.age_gate` and `consent.check` through the host,
+//! with a real sled kv store: decisions per user and purpose with the flow's version and the
+//! wording shown, withdrawals, the age gate, expiry by age, and erasure with the user's data.
 
 use std::sync::Arc;
 
@@ -52,7 +53,23 @@ fn the_shipped_manifest_loads_with_the_catalog_s_outcomes() {
     let (host, _, _dir) = consent_host();
     let catalog = host.catalog();
     let builtin = influxify_core::Catalog::builtin();
-    for action in ["consent.check", "consent.record"] {
+    let mut names: Vec<&str> = catalog
+        .actions
+        .keys()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("consent."))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "consent.age_gate",
+            "consent.check",
+            "consent.record",
+            "consent.withdraw"
+        ]
+    );
+    for action in names {
         assert_eq!(
             catalog.get(action).map(|a| &a.outcomes),
             builtin.get(action).map(|a| &a.outcomes),
@@ -296,4 +313,391 @@ fn bad_purposes_and_inputs_are_invalid() {
         check(&host, "ada", json!({"purpose": longest})).0,
         "granted"
     );
+}
+
+#[test]
+fn the_flow_version_and_the_exact_wording_are_kept_and_returned() {
+    let (host, kv, _dir) = consent_host();
+    let wording =
+        "To answer questions like this one I use an AI model from OpenAI.\nIs that OK with you?";
+    let answer = call(
+        &host,
+        "consent.record",
+        &json!({"purpose": "ai_processing", "granted": true, "flow_version": "faq@3", "wording": wording, "text_version": "ai-2026-01"}),
+    )
+    .unwrap();
+    let recorded = output(&answer);
+    assert_eq!(recorded["flow_version"], "faq@3");
+    assert!(recorded.get("wording").is_none(), "not echoed: {recorded}");
+    let at = recorded["at"].as_u64().unwrap();
+    let (outcome, out) = check(&host, "ada", json!({"purpose": "ai_processing"}));
+    assert_eq!(outcome, "granted");
+    assert_eq!(
+        out,
+        json!({"purpose": "ai_processing", "status": "granted", "recorded_at": at, "granted_at": at,
+               "text_version": "ai-2026-01", "flow_version": "faq@3", "wording": wording})
+    );
+    let stored = kv
+        .get(
+            "consent",
+            KvScope::User(&user("ada")),
+            "consent/ai_processing",
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&stored).unwrap(),
+        json!({"granted": true, "at": at, "text_version": "ai-2026-01", "flow_version": "faq@3", "wording": wording})
+    );
+    // A refusal keeps them too.
+    call(
+        &host,
+        "consent.record",
+        &json!({"purpose": "marketing", "granted": false, "flow_version": "shop@1", "wording": "News by e-mail?"}),
+    )
+    .unwrap();
+    let (outcome, out) = check(&host, "ada", json!({"purpose": "marketing"}));
+    assert_eq!(outcome, "denied");
+    assert_eq!(
+        (&out["flow_version"], &out["wording"]),
+        (&json!("shop@1"), &json!("News by e-mail?"))
+    );
+    // Bounded: 2000 characters of wording (line breaks and tabs allowed), 200 of flow version.
+    let longest = "é".repeat(2000);
+    call(
+        &host,
+        "consent.record",
+        &json!({"purpose": "analytics", "granted": true, "wording": longest, "flow_version": "v".repeat(200)}),
+    )
+    .unwrap();
+    for input in [
+        json!({"purpose": "analytics", "granted": true, "wording": "é".repeat(2001)}),
+        json!({"purpose": "analytics", "granted": true, "wording": "a\u{7}b"}),
+        json!({"purpose": "analytics", "granted": true, "flow_version": "v".repeat(201)}),
+        json!({"purpose": "analytics", "granted": true, "flow_version": "a\nb"}),
+        json!({"purpose": "analytics", "granted": true, "flow_version": 3}),
+    ] {
+        let err = call(&host, "consent.record", &input).unwrap_err();
+        assert!(
+            matches!(err, PluginError::InvalidInput(_)),
+            "{input}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn a_withdrawal_is_denied_with_its_time_from_the_next_check() {
+    let (host, kv, _dir) = consent_host();
+    record(&host, "ada", "ai_processing", true);
+    let before = now_ms();
+    let answer = call(
+        &host,
+        "consent.withdraw",
+        &json!({"purpose": "ai_processing", "source": "chat", "flow_version": "faq@3"}),
+    )
+    .unwrap();
+    assert_eq!(answer.outcome, "ok");
+    let withdrawn = output(&answer);
+    let at = withdrawn["at"].as_u64().unwrap();
+    assert!(at >= before && at <= now_ms());
+    assert_eq!(
+        withdrawn,
+        json!({"withdrawn": true, "purpose": "ai_processing", "at": at, "previous": "granted"})
+    );
+    let (outcome, out) = check(&host, "ada", json!({"purpose": "ai_processing"}));
+    assert_eq!(outcome, "denied");
+    assert_eq!(
+        out,
+        json!({"purpose": "ai_processing", "status": "denied", "recorded_at": at, "withdrawn_at": at, "flow_version": "faq@3"})
+    );
+    let stored = kv
+        .get(
+            "consent",
+            KvScope::User(&user("ada")),
+            "consent/ai_processing",
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&stored).unwrap(),
+        json!({"granted": false, "at": at, "withdrawn": true, "source": "chat", "flow_version": "faq@3"})
+    );
+    // A plain refusal is denied without `withdrawn_at`.
+    record(&host, "ada", "marketing", false);
+    assert!(
+        check(&host, "ada", json!({"purpose": "marketing"}))
+            .1
+            .get("withdrawn_at")
+            .is_none()
+    );
+    // Withdrawing what was never granted is recorded too, and says so.
+    let answer = call(&host, "consent.withdraw", &json!({"purpose": "analytics"})).unwrap();
+    assert_eq!(output(&answer)["previous"], "unknown");
+    assert_eq!(
+        check(&host, "ada", json!({"purpose": "analytics"})).0,
+        "denied"
+    );
+    let answer = call(&host, "consent.withdraw", &json!({"purpose": "marketing"})).unwrap();
+    assert_eq!(output(&answer)["previous"], "denied");
+    // Consenting again after a withdrawal: the latest decision wins.
+    record(&host, "ada", "ai_processing", true);
+    let (outcome, out) = check(&host, "ada", json!({"purpose": "ai_processing"}));
+    assert_eq!(outcome, "granted");
+    assert!(out.get("withdrawn_at").is_none(), "{out}");
+    // Another user's consent is untouched; a withdrawal is per user.
+    record(&host, "bo", "ai_processing", true);
+    call_as(
+        &host,
+        &user("ada"),
+        "consent.withdraw",
+        &json!({"purpose": "ai_processing"}),
+    )
+    .unwrap();
+    assert_eq!(
+        check(&host, "bo", json!({"purpose": "ai_processing"})).0,
+        "granted"
+    );
+    // Refused: bad purposes, unknown fields, no end user.
+    for input in [
+        json!({"purpose": "AI"}),
+        json!({"purpose": "ai_processing", "granted": false}),
+        json!({"purpose": "age_gate"}),
+    ] {
+        let err = call(&host, "consent.withdraw", &input).unwrap_err();
+        assert!(
+            matches!(err, PluginError::InvalidInput(_)),
+            "{input}: {err:?}"
+        );
+    }
+    let err = host
+        .invoke(
+            "consent.withdraw",
+            r#"{"purpose":"analytics"}"#,
+            &Call::new(None, "k"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, PluginError::InvalidInput(m) if m.contains("end user")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_age_gate_stores_only_the_answer_and_checks_like_a_consent() {
+    let (host, kv, _dir) = consent_host();
+    assert_eq!(
+        check(&host, "ada", json!({"purpose": "age_gate"})).0,
+        "unknown"
+    );
+    let answer = call(
+        &host,
+        "consent.age_gate",
+        &json!({"answer": "Yes", "wording": "Are you 13 or older?"}),
+    )
+    .unwrap();
+    assert_eq!(answer.outcome, "old_enough");
+    let out = output(&answer);
+    let at = out["at"].as_u64().unwrap();
+    assert_eq!(
+        out,
+        json!({"purpose": "age_gate", "old_enough": true, "minimum_age": 13, "at": at})
+    );
+    // Only the answer, the age it is about, when and the question: no birth date, no age.
+    let stored = kv
+        .get("consent", KvScope::User(&user("ada")), "consent/age_gate")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&stored).unwrap(),
+        json!({"granted": true, "at": at, "minimum_age": 13, "wording": "Are you 13 or older?"})
+    );
+    let (outcome, out) = check(&host, "ada", json!({"purpose": "age_gate"}));
+    assert_eq!(outcome, "granted");
+    assert_eq!(
+        out,
+        json!({"purpose": "age_gate", "status": "granted", "recorded_at": at, "granted_at": at,
+               "minimum_age": 13, "wording": "Are you 13 or older?"})
+    );
+    // "At least 13" does not show "at least 16": ask again.
+    let (outcome, out) = check(
+        &host,
+        "ada",
+        json!({"purpose": "age_gate", "minimum_age": 16}),
+    );
+    assert_eq!(
+        (outcome.as_str(), &out["minimum_age"]),
+        ("unknown", &json!(13))
+    );
+
+    // Bo is not 16: too young for 16, and for 13 it is not known.
+    let answer = call_as(
+        &host,
+        &user("bo"),
+        "consent.age_gate",
+        &json!({"answer": false, "minimum_age": 16}),
+    )
+    .unwrap();
+    assert_eq!(answer.outcome, "too_young");
+    assert_eq!(output(&answer)["old_enough"], false);
+    assert_eq!(
+        check(
+            &host,
+            "bo",
+            json!({"purpose": "age_gate", "minimum_age": 16})
+        )
+        .0,
+        "denied"
+    );
+    assert_eq!(
+        check(&host, "bo", json!({"purpose": "age_gate"})).0,
+        "unknown"
+    );
+    // A later answer replaces it.
+    let answer = call_as(
+        &host,
+        &user("bo"),
+        "consent.age_gate",
+        &json!({"answer": "yes", "minimum_age": 16}),
+    )
+    .unwrap();
+    assert_eq!(answer.outcome, "old_enough");
+    assert_eq!(
+        check(&host, "bo", json!({"purpose": "age_gate"})).0,
+        "granted"
+    );
+
+    for (action, input) in [
+        ("consent.age_gate", json!({"answer": "2010-05-04"})),
+        ("consent.age_gate", json!({"answer": "maybe"})),
+        ("consent.age_gate", json!({"answer": 15})),
+        (
+            "consent.age_gate",
+            json!({"answer": true, "minimum_age": 12}),
+        ),
+        (
+            "consent.age_gate",
+            json!({"answer": true, "minimum_age": 18}),
+        ),
+        (
+            "consent.age_gate",
+            json!({"answer": true, "birth_date": "2010-05-04"}),
+        ),
+        ("consent.age_gate", json!({})),
+        (
+            "consent.check",
+            json!({"purpose": "age_gate", "minimum_age": 21}),
+        ),
+        (
+            "consent.check",
+            json!({"purpose": "analytics", "minimum_age": 16}),
+        ),
+        (
+            "consent.record",
+            json!({"purpose": "age_gate", "granted": true}),
+        ),
+    ] {
+        let err = call(&host, action, &input).unwrap_err();
+        assert!(
+            matches!(err, PluginError::InvalidInput(_)),
+            "{action} {input}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn the_age_gate_s_default_age_is_the_minimum_age_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = install(dir.path(), "consent", |m| {
+        assert!(m.contains("minimum_age = \"13\""), "{m}");
+        m.replace("minimum_age = \"13\"", "minimum_age = \"16\"")
+    });
+    let (host, _) = host();
+    host.load(&manifest).unwrap();
+    let answer = call(&host, "consent.age_gate", &json!({"answer": true})).unwrap();
+    assert_eq!(output(&answer)["minimum_age"], 16);
+    assert_eq!(
+        check(&host, "ada", json!({"purpose": "age_gate"})).0,
+        "granted"
+    );
+    // An answer about 13 does not settle the configured 16.
+    call_as(
+        &host,
+        &user("bo"),
+        "consent.age_gate",
+        &json!({"answer": true, "minimum_age": 13}),
+    )
+    .unwrap();
+    assert_eq!(
+        check(&host, "bo", json!({"purpose": "age_gate"})).0,
+        "unknown"
+    );
+
+    // A setting out of range is the operator's mistake.
+    let manifest = install(dir.path(), "consent", |m| {
+        m.replace("minimum_age = \"13\"", "minimum_age = \"18\"")
+    });
+    host.load(&manifest).unwrap();
+    let err = call(&host, "consent.age_gate", &json!({"answer": true})).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Misconfigured(m) if m.contains("minimum_age")),
+        "{err:?}"
+    );
+    // An explicit age still works.
+    let answer = call(
+        &host,
+        "consent.age_gate",
+        &json!({"answer": true, "minimum_age": 16}),
+    )
+    .unwrap();
+    assert_eq!(answer.outcome, "old_enough");
+}
+
+#[test]
+fn a_withdrawal_stops_a_gated_action_from_the_next_call() {
+    // The engine's consent gate, here over a local-CSV look-up (no server needed): it asks
+    // `consent.check` before every call, so a withdrawal counts from the very next one.
+    let dir = tempfile::tempdir().unwrap();
+    let consent = install(dir.path(), "consent", |m| m);
+    let sheets = install(dir.path(), "sheets", |m| m);
+    let kv = Arc::new(PluginKv::temporary().unwrap());
+    let config = influxify_plugin_host::HostConfig {
+        consent_gate: Some(influxify_plugin_host::ConsentGate {
+            actions: vec!["sheets.lookup".into()],
+            purpose: "ai_processing".into(),
+        }),
+        ..Default::default()
+    };
+    let host = PluginHost::new(
+        Arc::new(influxify_plugin_host::MemorySecrets::new()),
+        Some(kv),
+        config,
+    )
+    .unwrap();
+    host.load(&consent).unwrap();
+    host.load(&sheets).unwrap();
+    let look_up = |who: &str| {
+        call_as(
+            &host,
+            &user(who),
+            "sheets.lookup",
+            &json!({"spreadsheet": "local", "range": "Orders!A:E", "column": "Order", "value": "A-1001"}),
+        )
+        .unwrap()
+    };
+    let refused = look_up("ada");
+    assert_eq!(refused.outcome, "denied");
+    assert_eq!(output(&refused)["status"], "unknown");
+    record(&host, "ada", "ai_processing", true);
+    record(&host, "bo", "ai_processing", true);
+    assert_eq!(look_up("ada").outcome, "ok");
+    call(
+        &host,
+        "consent.withdraw",
+        &json!({"purpose": "ai_processing"}),
+    )
+    .unwrap();
+    let refused = look_up("ada");
+    assert_eq!(refused.outcome, "denied");
+    assert_eq!(output(&refused)["status"], "denied");
+    assert_eq!(look_up("bo").outcome, "ok", "Bo's consent stands");
 }

@@ -44,7 +44,8 @@ pub fn built(crate_file: &str) -> PathBuf {
 }
 
 /// Installs built-in plugin `name` (`sheets`, `consent`) into `plugins/<name>/` with its
-/// manifest edited by `edit`; returns the manifest's path.
+/// manifest edited by `edit`, and the files its `@file:` settings name (`orders.csv`); returns
+/// the manifest's path.
 pub fn install(plugins: &Path, name: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../plugins")
@@ -54,8 +55,24 @@ pub fn install(plugins: &Path, name: &str, edit: impl FnOnce(String) -> String) 
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(built(&wasm), dir.join(&wasm)).unwrap();
     let manifest = std::fs::read_to_string(source.join("plugin.toml")).unwrap();
+    let manifest = edit(manifest);
+    if let Ok(table) = toml::from_str::<toml::Table>(&manifest)
+        && let Some(config) = table.get("config").and_then(toml::Value::as_table)
+    {
+        for file in config
+            .values()
+            .filter_map(|v| v.as_str()?.strip_prefix("@file:"))
+        {
+            let from = source.join(file);
+            if from.is_file() {
+                let to = dir.join(file);
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(from, to).unwrap();
+            }
+        }
+    }
     let path = dir.join("plugin.toml");
-    std::fs::write(&path, edit(manifest)).unwrap();
+    std::fs::write(&path, manifest).unwrap();
     path
 }
 

@@ -221,3 +221,148 @@ fn duplicate_names_renames_and_removals_are_handled() {
     host.reload_changed(Some(dir.path()));
     assert!(host.names().is_empty());
 }
+
+/// test-echo's manifest with `[config]` settings.
+fn with_config(manifest: String, settings: &str) -> String {
+    format!("{manifest}\n[config]\n{settings}\n")
+}
+
+#[test]
+fn file_settings_are_read_by_the_host_from_the_manifest_s_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = install(dir.path(), "test-echo", "echo", |m| {
+        with_config(
+            m,
+            "rows = \"@file:data/rows.csv\"\nplain = \"@ not a file\"",
+        )
+    });
+    let plugin_dir = path.parent().unwrap();
+    std::fs::create_dir_all(plugin_dir.join("data")).unwrap();
+    let rows = "Order,Status\r\nA-1,\"Shipped, today\"\r\n";
+    std::fs::write(plugin_dir.join("data/rows.csv"), rows).unwrap();
+    std::fs::write(
+        plugin_dir.join("other.txt"),
+        "from the engine's configuration",
+    )
+    .unwrap();
+    // The engine's configuration may name a file too (relative to the manifest as well).
+    let mut config = HostConfig::default();
+    config.config.insert(
+        "test-echo".into(),
+        [("extra".to_string(), "@file:./other.txt".to_string())].into(),
+    );
+    let host = PluginHost::new(Arc::new(MemorySecrets::new()), None, config).unwrap();
+    let plugin = host.load(&path).unwrap();
+    assert_eq!(
+        plugin.config()["rows"],
+        rows,
+        "the file's content, byte for byte"
+    );
+    assert_eq!(plugin.config()["plain"], "@ not a file");
+    assert_eq!(plugin.config()["extra"], "from the engine's configuration");
+    // The manifest as written keeps the reference.
+    assert_eq!(plugin.manifest().config["rows"], "@file:data/rows.csv");
+    assert!(call(&host, "test-echo.echo", "{}").is_ok());
+
+    // A changed file reloads the plugin with the new content; nothing else changed.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(plugin_dir.join("data/rows.csv"), "Order\nA-2\n").unwrap();
+    let reloaded = host.reload_changed(None);
+    assert_eq!(reloaded.len(), 1, "{reloaded:?}");
+    assert_eq!(
+        host.plugin("test-echo").unwrap().config()["rows"],
+        "Order\nA-2\n"
+    );
+    assert!(host.reload_changed(None).is_empty());
+    // Exactly 1 MiB is fine.
+    std::fs::write(plugin_dir.join("data/rows.csv"), "x".repeat(1024 * 1024)).unwrap();
+    host.load(&path).unwrap();
+}
+
+#[test]
+fn file_settings_outside_the_manifest_s_directory_missing_or_too_large_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "not for plugins").unwrap();
+    let (host, _) = host();
+    let cases: Vec<(&str, &str, Option<Vec<u8>>, &str)> = vec![
+        ("missing", "@file:gone.csv", None, "gone.csv"),
+        (
+            "absolute",
+            "@file:/etc/hostname",
+            None,
+            "inside the manifest's directory",
+        ),
+        ("parent", "@file:../secret.txt", None, "without `..`"),
+        (
+            "nested-parent",
+            "@file:data/../../secret.txt",
+            None,
+            "without `..`",
+        ),
+        ("empty", "@file:", None, "inside the manifest's directory"),
+        ("directory", "@file:data", None, "not a file"),
+        (
+            "too-large",
+            "@file:big.csv",
+            Some(vec![b'x'; 1024 * 1024 + 1]),
+            "at most 1048576",
+        ),
+        (
+            "binary",
+            "@file:bin.csv",
+            Some(vec![0xff, 0xfe, 0x00]),
+            "not UTF-8",
+        ),
+    ];
+    for (name, value, content, expected) in cases {
+        let path = install(dir.path(), "test-echo", name, |m| {
+            with_config(m, &format!("csv = \"{value}\""))
+        });
+        let plugin_dir = path.parent().unwrap();
+        std::fs::create_dir_all(plugin_dir.join("data")).unwrap();
+        if let (Some(content), Some(file)) = (content, value.strip_prefix("@file:")) {
+            std::fs::write(plugin_dir.join(file), content).unwrap();
+        }
+        let err = host.load(&path).unwrap_err();
+        assert!(matches!(err, PluginError::Load { .. }), "{name}: {err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(expected) && message.contains("`csv`"),
+            "{name}: {message}"
+        );
+    }
+    // A link inside the directory that leads out of it.
+    #[cfg(unix)]
+    {
+        let path = install(dir.path(), "test-echo", "link", |m| {
+            with_config(m, "csv = \"@file:rows.csv\"")
+        });
+        std::os::unix::fs::symlink(
+            dir.path().join("secret.txt"),
+            path.with_file_name("rows.csv"),
+        )
+        .unwrap();
+        let err = host.load(&path).unwrap_err();
+        assert!(
+            err.to_string().contains("outside the manifest's directory"),
+            "{err}"
+        );
+    }
+    assert!(host.names().is_empty(), "nothing refused was loaded");
+    // A file that goes missing keeps the running version on reload.
+    let path = install(dir.path(), "test-echo", "ok", |m| {
+        with_config(m, "csv = \"@file:rows.csv\"")
+    });
+    std::fs::write(path.with_file_name("rows.csv"), "a,b\n").unwrap();
+    host.load(&path).unwrap();
+    std::fs::remove_file(path.with_file_name("rows.csv")).unwrap();
+    let refused = host.reload_changed(None);
+    assert!(
+        refused.len() == 1
+            && refused[0]
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("rows.csv")),
+        "{refused:?}"
+    );
+    assert_eq!(host.plugin("test-echo").unwrap().config()["csv"], "a,b\n");
+}
