@@ -1,7 +1,8 @@
 //! Outbound HTTP for plugins, run by the host with reqwest (rustls): every URL and every redirect
 //! is checked against the plugin's grants, names may not resolve to private addresses, secrets
 //! are injected only into requests to the origins approved for them, OAuth tokens are refreshed
-//! here, responses are capped in size and timeouts are clamped to the call's deadline.
+//! and service-account keys exchanged for access tokens here, responses are capped in size and
+//! timeouts are clamped to the call's deadline.
 //!
 //! Host functions are synchronous (they run on the invocation's blocking thread); requests run
 //! on a small runtime of their own, so a plugin call never needs the caller's executor.
@@ -16,7 +17,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
 use crate::grants::{HttpGrants, Origin};
-use crate::secrets::{OauthToken, Secret, SecretStore};
+use crate::secrets::{OauthToken, Secret, SecretStore, ServiceAccount};
 
 /// The most redirects followed.
 const MAX_REDIRECTS: usize = 5;
@@ -145,7 +146,8 @@ pub struct Outbound {
     runtime: Option<tokio::runtime::Runtime>,
     responder: Option<Arc<dyn Responder>>,
     refresher: Arc<Refresher>,
-    /// For OAuth refreshes: operator-configured endpoints, not plugin requests.
+    /// For OAuth refreshes and service-account tokens: operator-configured endpoints, not
+    /// plugin requests.
     token_client: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
 }
@@ -307,12 +309,12 @@ impl Job {
         let (response, carried) = self
             .follow(secret.as_ref().map(|(_, p, v)| (p, v.as_str())))
             .await?;
-        // An OAuth token the provider refused (on a request that carried it) may have been
-        // revoked or expired early: refresh once and try again.
+        // An access token the provider refused (on a request that carried it) may have been
+        // revoked or expired early: refresh it (or obtain a new one) once and try again.
         if response.status == 401
             && carried
             && let Some((name, placement, used)) = &secret
-            && let Ok(Some(Secret::Oauth(_))) = self.secrets.get(name)
+            && let Ok(Some(Secret::Oauth(_) | Secret::ServiceAccount(_))) = self.secrets.get(name)
         {
             let fresh = self.refresh(name, used).await?;
             return Ok(self.follow(Some((placement, fresh.as_str()))).await?.0);
@@ -320,16 +322,26 @@ impl Job {
         Ok(response)
     }
 
-    /// The value to inject for secret `name`, refreshing an OAuth token about to expire.
+    /// The value to inject for secret `name`, refreshing an OAuth token about to expire and
+    /// obtaining a service account's token unless one is cached and valid for a while yet.
     async fn secret(&self, name: &str) -> Result<String, HttpError> {
         match self.secrets.get(name) {
             Ok(Some(Secret::Value { value })) => Ok(value),
             Ok(Some(Secret::Oauth(token))) => {
                 let now = crate::now_ms();
-                if token.expires_at_ms != 0 && token.expires_at_ms <= now + 30_000 {
+                if token.expires_at_ms != 0 && token.expires_at_ms <= now + EXPIRY_MARGIN_MS {
                     self.refresh(name, &token.access_token).await
                 } else {
                     Ok(token.access_token)
+                }
+            }
+            Ok(Some(Secret::ServiceAccount(account))) => {
+                match account.cached_token(crate::now_ms(), EXPIRY_MARGIN_MS) {
+                    Some(token) => Ok(token.to_string()),
+                    None => {
+                        self.refresh(name, account.access_token.as_deref().unwrap_or(""))
+                            .await
+                    }
                 }
             }
             Ok(None) => Err(HttpError::Denied(format!(
@@ -339,9 +351,10 @@ impl Job {
         }
     }
 
-    /// Refreshes OAuth secret `name`, whose access token `used` was found stale. One refresh
-    /// per secret runs at a time, as a task of its own: a caller that gives up (its deadline)
-    /// does not cancel it, so rotated tokens are always stored.
+    /// Refreshes OAuth secret `name` (or obtains a new access token for service-account secret
+    /// `name`), whose access token `used` was found stale (`""`: none cached). One refresh per
+    /// secret runs at a time, as a task of its own: a caller that gives up (its deadline) does
+    /// not cancel it, so rotated and new tokens are always stored.
     async fn refresh(&self, name: &str, used: &str) -> Result<String, HttpError> {
         let lock = self.refresher.lock_for(name);
         let (secrets, client, name, used) = (
@@ -352,18 +365,23 @@ impl Job {
         );
         let task = tokio::spawn(async move {
             let mut last = lock.lock().await;
-            let token = match secrets.get(&name) {
-                Ok(Some(Secret::Oauth(token))) => token,
+            let secret = match secrets.get(&name) {
+                Ok(Some(secret @ (Secret::Oauth(_) | Secret::ServiceAccount(_)))) => secret,
                 Ok(_) => {
                     return Err(HttpError::Denied(format!(
-                        "secret `{name}` is not an OAuth token"
+                        "secret `{name}` is not an OAuth token or a service account"
                     )));
                 }
                 Err(err) => return Err(HttpError::Transport(err.to_string())),
             };
-            if token.access_token != used {
+            let current = match &secret {
+                Secret::Oauth(token) => token.access_token.as_str(),
+                Secret::ServiceAccount(account) => account.access_token.as_deref().unwrap_or(""),
+                Secret::Value { .. } => "",
+            };
+            if current != used {
                 // Refreshed by another call meanwhile.
-                return Ok(token.access_token);
+                return Ok(current.to_string());
             }
             // The token this host just obtained, refused again at once: refreshing in a loop
             // cannot help (and would let a plugin hammer the token endpoint).
@@ -372,19 +390,37 @@ impl Job {
                 .is_some_and(|(at, token)| *token == used && at.elapsed() < MIN_REFRESH_INTERVAL)
             {
                 return Err(HttpError::Denied(format!(
-                    "the provider refused OAuth secret `{name}` right after it was refreshed; check the account's access"
+                    "the provider refused secret `{name}` right after its access token was renewed; check the account's access"
                 )));
             }
-            let fresh = refresh_token(&client, &name, &token).await?;
+            let (fresh, access) = match secret {
+                Secret::ServiceAccount(account) => {
+                    let fresh = service_account_token(&client, &name, &account).await?;
+                    let access = fresh.access_token.clone().unwrap_or_default();
+                    tracing::info!(secret = %name, "service-account token obtained");
+                    (Secret::ServiceAccount(fresh), access)
+                }
+                Secret::Oauth(token) => {
+                    let fresh = refresh_token(&client, &name, &token).await?;
+                    let access = fresh.access_token.clone();
+                    tracing::info!(secret = %name, "OAuth token refreshed");
+                    (Secret::Oauth(fresh), access)
+                }
+                Secret::Value { .. } => {
+                    return Err(HttpError::Denied(format!(
+                        "secret `{name}` is a static value, not an access token"
+                    )));
+                }
+            };
             secrets
-                .put(&name, Secret::Oauth(fresh.clone()))
+                .put(&name, fresh)
                 .map_err(|err| HttpError::Transport(err.to_string()))?;
-            *last = Some((Instant::now(), fresh.access_token.clone()));
-            tracing::info!(secret = %name, "OAuth token refreshed");
-            Ok(fresh.access_token)
+            *last = Some((Instant::now(), access.clone()));
+            Ok(access)
         });
-        task.await
-            .map_err(|err| HttpError::Transport(format!("the OAuth refresh failed: {err}")))?
+        task.await.map_err(|err| {
+            HttpError::Transport(format!("renewing the access token failed: {err}"))
+        })?
     }
 
     /// Sends the request, following redirects that the grants allow.
@@ -537,13 +573,20 @@ impl Answer {
     }
 }
 
+/// How long an access token must stay valid to be injected as it is, in ms.
+const EXPIRY_MARGIN_MS: u64 = 30_000;
+
+/// What a service-account token lives when the endpoint does not say (Google's tokens: an hour).
+const DEFAULT_TOKEN_LIFETIME_S: u64 = 3600;
+
 /// The shortest time between two refreshes of one secret caused by a 401.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// When a secret was last refreshed here, and the access token obtained.
 type SecretLock = Arc<tokio::sync::Mutex<Option<(Instant, String)>>>;
 
-/// One lock per OAuth secret, holding when it was last refreshed and the token obtained.
+/// One lock per OAuth or service-account secret, holding when it was last refreshed and the
+/// token obtained.
 #[derive(Debug, Default)]
 struct Refresher {
     locks: std::sync::Mutex<std::collections::HashMap<String, SecretLock>>,
@@ -573,24 +616,12 @@ async fn refresh_token(
     if let Some(secret) = &token.client_secret {
         form.push(("client_secret", secret.clone()));
     }
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
     let failed = |why: String| {
         HttpError::Transport(format!("refreshing OAuth secret `{name}` failed: {why}"))
     };
-    let response = client
-        .post(&token.token_url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body(body)
-        .send()
+    let (status, json) = post_form(client, &token.token_url, &form)
         .await
-        .map_err(|err| failed(err.without_url().to_string()))?;
-    let status = response.status();
-    let json: serde_json::Value = response.json().await.unwrap_or_default();
+        .map_err(failed)?;
     if status.is_client_error() {
         // `invalid_grant`: revoked or expired. Retrying cannot help; the account owner must
         // connect it again.
@@ -613,6 +644,86 @@ async fn refresh_token(
         .as_u64()
         .map_or(0, |s| crate::now_ms() + s * 1000);
     Ok(fresh)
+}
+
+/// The JWT-bearer grant's type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Exchanges a signed assertion for an access token at the account's token endpoint
+/// (configured by an operator): the account, with the new token and its expiry.
+async fn service_account_token(
+    client: &reqwest::Client,
+    name: &str,
+    account: &ServiceAccount,
+) -> Result<ServiceAccount, HttpError> {
+    let now = crate::now_ms();
+    // A key that does not sign is a misconfiguration, as a refusal would be.
+    let assertion = account
+        .assertion(now / 1000)
+        .map_err(|why| HttpError::Denied(format!("service-account secret `{name}`: {why}")))?;
+    let form = [
+        ("grant_type", JWT_BEARER.to_string()),
+        ("assertion", assertion),
+    ];
+    let failed = |why: String| {
+        HttpError::Transport(format!(
+            "obtaining a token for service-account secret `{name}` failed: {why}"
+        ))
+    };
+    let (status, json) = post_form(client, &account.token_url, &form)
+        .await
+        .map_err(failed)?;
+    if status.is_client_error() {
+        // `invalid_grant` (a deleted or disabled key, a bad signature, a clock far off),
+        // `invalid_scope`, `unauthorized_client`: retrying cannot help; the operator must fix
+        // the account's key or scope.
+        let description = json["error_description"]
+            .as_str()
+            .map(|d| format!(": {}", d.chars().take(200).collect::<String>()))
+            .unwrap_or_default();
+        return Err(HttpError::Denied(format!(
+            "the token endpoint refused service-account secret `{name}` (status {status}, {}{description}); check the account's key and scope",
+            json["error"].as_str().unwrap_or("no error code")
+        )));
+    }
+    let Some(access) = json["access_token"].as_str() else {
+        return Err(failed(format!(
+            "status {status}, no access_token in the answer"
+        )));
+    };
+    let lifetime = json["expires_in"]
+        .as_u64()
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME_S);
+    let mut fresh = account.clone();
+    fresh.access_token = Some(access.to_string());
+    // From before the exchange: the token expires no later than this.
+    fresh.expires_at_ms = now + lifetime * 1000;
+    Ok(fresh)
+}
+
+/// POSTs `form` (form-encoded) to a token endpoint: the status and the JSON answer (`null` if
+/// the answer is not JSON).
+async fn post_form(
+    client: &reqwest::Client,
+    url: &str,
+    form: &[(&str, String)],
+) -> Result<(reqwest::StatusCode, serde_json::Value), String> {
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let response = client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|err| err.without_url().to_string())?;
+    let status = response.status();
+    let json = response.json().await.unwrap_or_default();
+    Ok((status, json))
 }
 
 /// Headers a plugin may not set: the host decides where a request goes and how it is framed

@@ -30,7 +30,7 @@ pub use bindings::channel::exports::influxify::plugin::channel as channel_types;
 pub use bindings::types::CallContext;
 pub use manifest::{Kind, Manifest, ManifestError};
 pub use registry::{Call, Invocation, Plugin, Usage};
-pub use secrets::{MemorySecrets, OauthToken, Secret, SecretStore};
+pub use secrets::{MemorySecrets, OauthToken, Secret, SecretError, SecretStore, ServiceAccount};
 
 use state::PluginState;
 

@@ -253,6 +253,9 @@ impl PluginState {
             Ok(Some(Secret::Oauth(_))) => Err(crypto::CryptoError::Denied(format!(
                 "secret `{secret}` is an OAuth token, not a signing key"
             ))),
+            Ok(Some(Secret::ServiceAccount(_))) => Err(crypto::CryptoError::Denied(format!(
+                "secret `{secret}` is a service account, not a signing key"
+            ))),
             Ok(None) => Err(crypto::CryptoError::Denied(format!(
                 "secret `{secret}` is not configured"
             ))),

@@ -1,11 +1,13 @@
-//! Host capabilities as granted: kv with quotas and user scope, OAuth refresh on the host.
+//! Host capabilities as granted: kv with quotas and user scope, OAuth refresh and
+//! service-account tokens on the host.
 
 use std::sync::Arc;
 
+use influxify_plugin_host::secrets::{SecretError, ServiceAccount};
 use influxify_plugin_host::{Call, MemorySecrets, OauthToken, PluginError, Secret, SecretStore};
 use influxify_store::{ConversationKey, KvScope};
 
-use crate::server::Server;
+use crate::server::{SA_EMAIL, SA_PRIVATE_KEY, SA_SCOPE, Server};
 use crate::*;
 
 #[test]
@@ -121,6 +123,234 @@ fn oauth_tokens_are_refreshed_on_expiry_and_once_on_a_401() {
         .filter(|r| r.line.contains("/token"))
         .count();
     assert_eq!(tokens, 2);
+}
+
+#[test]
+fn service_account_keys_are_read_from_google_key_files_and_never_shown() {
+    let key_file = |token_uri: Option<&str>, private_key: &str| {
+        let mut file = serde_json::json!({
+            "type": "service_account",
+            "project_id": "influxify-tests",
+            "private_key_id": "0123456789abcdef",
+            "private_key": private_key,
+            "client_email": SA_EMAIL,
+            "client_id": "1234567890",
+        });
+        if let Some(uri) = token_uri {
+            file["token_uri"] = uri.into();
+        }
+        file.to_string()
+    };
+    let account = ServiceAccount::from_key_file(
+        &key_file(Some("https://example.test/token"), SA_PRIVATE_KEY),
+        SA_SCOPE,
+    )
+    .unwrap();
+    assert_eq!(account.client_email, SA_EMAIL);
+    assert_eq!(account.private_key, SA_PRIVATE_KEY);
+    assert_eq!(account.token_url, "https://example.test/token");
+    assert_eq!(account.scope, SA_SCOPE);
+    assert_eq!(
+        (account.access_token.as_deref(), account.expires_at_ms),
+        (None, 0)
+    );
+    // Without `token_uri`: Google's endpoint.
+    let google = ServiceAccount::from_key_file(&key_file(None, SA_PRIVATE_KEY), SA_SCOPE).unwrap();
+    assert_eq!(google.token_url, "https://oauth2.googleapis.com/token");
+    // Stored tagged, and read back with the defaults.
+    let stored = serde_json::to_value(Secret::from(google.clone())).unwrap();
+    assert_eq!(stored["kind"], "service_account");
+    let read: Secret = serde_json::from_value(serde_json::json!({
+        "kind": "service_account",
+        "client_email": SA_EMAIL,
+        "private_key": SA_PRIVATE_KEY,
+        "scope": SA_SCOPE,
+    }))
+    .unwrap();
+    assert_eq!(read, Secret::ServiceAccount(google));
+    // Debug shows neither the key nor the token.
+    let mut cached = account.clone();
+    cached.access_token = Some("cached-access-token".into());
+    for shown in [format!("{cached:?}"), format!("{:?}", Secret::from(cached))] {
+        assert!(shown.contains(SA_EMAIL), "{shown}");
+        assert!(
+            !shown.contains("PRIVATE KEY")
+                && !shown.contains(key_line())
+                && !shown.contains("cached-access-token"),
+            "{shown}"
+        );
+    }
+    // A key that is not one is refused when configured, without being quoted.
+    let broken = "-----BEGIN PRIVATE KEY-----\nTUlJQm9ndXM=\n-----END PRIVATE KEY-----\n";
+    for (file, why) in [
+        (key_file(None, broken), "not a usable RSA key"),
+        (key_file(None, "no PEM at all"), "not PEM"),
+        (
+            r#"{"type":"authorized_user","client_email":"a","private_key":"b"}"#.to_string(),
+            "authorized_user",
+        ),
+        (
+            r#"{"private_key":"-----BEGIN PRIVATE KEY-----"}"#.to_string(),
+            "client_email",
+        ),
+    ] {
+        let err = ServiceAccount::from_key_file(&file, SA_SCOPE).unwrap_err();
+        assert!(
+            matches!(&err, SecretError::Invalid(m) if m.contains(why) && !m.contains("TUlJQm9ndXM")),
+            "{err:?}"
+        );
+    }
+}
+
+/// A line from the middle of the test account's private key.
+fn key_line() -> &'static str {
+    SA_PRIVATE_KEY.lines().nth(5).unwrap()
+}
+
+#[test]
+fn service_account_tokens_are_obtained_cached_and_renewed_on_expiry_or_a_401() {
+    let server = Server::start();
+    *server.accepted.lock().unwrap() = "sa-token".into();
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "test-hostile", "hostile", |m| m);
+    let key_file = serde_json::json!({
+        "type": "service_account",
+        "client_email": SA_EMAIL,
+        "private_key": SA_PRIVATE_KEY,
+        "token_uri": format!("{}/sa-token", server.url),
+    })
+    .to_string();
+    let account = ServiceAccount::from_key_file(&key_file, SA_SCOPE).unwrap();
+    let secrets = Arc::new(MemorySecrets::new());
+    secrets.put("test_token", account.clone().into()).unwrap();
+    let (host, _) = host_with(secrets.clone());
+    host.load_dir(dir.path());
+    let input =
+        serde_json::json!({"url": format!("{}/protected", server.url), "name": "test_token"})
+            .to_string();
+    let count = |path: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.line.split(' ').nth(1) == Some(path))
+            .count()
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    // Neither the key nor the token reaches the plugin.
+    let succeeds = |host: &influxify_plugin_host::PluginHost| {
+        let output = call(host, "test-hostile.secret", &input).unwrap().output;
+        assert!(output.contains("\"status\":200"), "{output}");
+        assert!(output.contains("secret stuff"), "{output}");
+        assert!(
+            !output.contains("sa-token")
+                && !output.contains("PRIVATE KEY")
+                && !output.contains(key_line()),
+            "{output}"
+        );
+    };
+    let stored = || match secrets.get("test_token").unwrap() {
+        Some(Secret::ServiceAccount(stored)) => stored,
+        other => panic!("{other:?}"),
+    };
+
+    // No token yet: one is obtained (the server checks the assertion), stored and injected.
+    succeeds(&host);
+    assert_eq!(count("/sa-token"), 1);
+    let exchange = server
+        .requests()
+        .into_iter()
+        .find(|r| r.line.contains("/sa-token"))
+        .unwrap();
+    assert!(
+        exchange.body.starts_with(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
+        ),
+        "{}",
+        exchange.body
+    );
+    assert_eq!(
+        exchange.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    let first = stored();
+    assert_eq!(first.access_token.as_deref(), Some("sa-token"));
+    assert!(
+        first.expires_at_ms > now_ms() + 3_500_000 && first.expires_at_ms <= now_ms() + 3_600_000,
+        "{}",
+        first.expires_at_ms
+    );
+    assert_eq!(
+        (
+            &first.private_key,
+            &first.client_email,
+            &first.scope,
+            &first.token_url
+        ),
+        (
+            &account.private_key,
+            &account.client_email,
+            &account.scope,
+            &account.token_url
+        )
+    );
+
+    // Cached: no second exchange.
+    succeeds(&host);
+    assert_eq!(count("/sa-token"), 1);
+    assert_eq!(count("/protected"), 2);
+
+    // Expired, or expiring within 30 s: a new token before the request.
+    for expires_at_ms in [1, now_ms() + 10_000] {
+        let mut expired = stored();
+        expired.access_token = Some("old-token".into());
+        expired.expires_at_ms = expires_at_ms;
+        secrets.put("test_token", expired.into()).unwrap();
+        let exchanges = count("/sa-token");
+        let requests = count("/protected");
+        succeeds(&host);
+        assert_eq!(count("/sa-token"), exchanges + 1);
+        assert_eq!(
+            count("/protected"),
+            requests + 1,
+            "the old token is not sent"
+        );
+        assert_eq!(stored().access_token.as_deref(), Some("sa-token"));
+    }
+
+    // Valid by the clock but refused: one new token and one retry.
+    let mut revoked = stored();
+    revoked.access_token = Some("revoked".into());
+    revoked.expires_at_ms = now_ms() + 3_000_000;
+    secrets.put("test_token", revoked.into()).unwrap();
+    let exchanges = count("/sa-token");
+    let requests = count("/protected");
+    succeeds(&host);
+    assert_eq!(count("/sa-token"), exchanges + 1);
+    assert_eq!(count("/protected"), requests + 2);
+
+    // The endpoint refuses the assertion (a deleted key, say): a misconfiguration, not retried.
+    server.refuse_assertions(true);
+    secrets.put("test_token", account.clone().into()).unwrap();
+    let exchanges = count("/sa-token");
+    let requests = count("/protected");
+    let err = call(&host, "test-hostile.secret", &input).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Misconfigured(m) if m.contains("invalid_grant")),
+        "{err:?}"
+    );
+    let shown = format!("{err:?}");
+    assert!(
+        !shown.contains("PRIVATE KEY") && !shown.contains(key_line()),
+        "{shown}"
+    );
+    assert_eq!(count("/sa-token"), exchanges + 1);
+    assert_eq!(count("/protected"), requests, "no request without a token");
+    assert_eq!(stored(), account, "nothing cached");
 }
 
 #[test]
