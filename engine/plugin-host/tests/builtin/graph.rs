@@ -13,10 +13,9 @@
 //! It records every request, with when it came.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+
+use crate::http_server::{HttpServer, Request, Response};
 
 /// The documented success: `{"recipient_id", "message_id"}`.
 pub const SEND_SUCCESS: &str = include_str!("fixtures/messenger/send-success-response.json");
@@ -44,46 +43,6 @@ pub fn graph_error(code: i64, subcode: Option<i64>, message: &str) -> String {
     serde_json::json!({ "error": error }).to_string()
 }
 
-/// A request the server saw.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    /// `POST /v25.0/me/messages?access_token=... HTTP/1.1`.
-    pub line: String,
-    /// The path, without the query.
-    pub path: String,
-    /// The query parameters, decoded.
-    pub query: Vec<(String, String)>,
-    /// Headers, lowercase names.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: String,
-    /// When it arrived.
-    pub at: Instant,
-}
-
-impl Seen {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// A query parameter's value.
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
 /// A scripted answer: status and body.
 pub type Answer = (u16, String);
 
@@ -94,27 +53,24 @@ pub struct Graph {
     pub url: String,
     /// The page token it accepts.
     token: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    http: HttpServer,
     script: Arc<Mutex<VecDeque<Option<Answer>>>>,
 }
 
 impl Graph {
     /// Starts a server that accepts the page token `token`.
     pub fn start(token: &str) -> Graph {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (http, listener) = HttpServer::bind();
         let graph = Graph {
-            url,
+            url: http.url.clone(),
             token: token.to_string(),
-            seen: Arc::default(),
+            http,
             script: Arc::default(),
         };
         let handle = graph.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let handle = handle.clone();
-                std::thread::spawn(move || handle.serve(stream));
-            }
+        listener.serve(move |request| {
+            let (status, body) = handle.answer(request);
+            Response::new(status, body).header("content-type", "application/json; charset=UTF-8")
         });
         graph
     }
@@ -125,83 +81,34 @@ impl Graph {
     }
 
     /// The requests seen so far.
-    pub fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+    pub fn requests(&self) -> Vec<Request> {
+        self.http.requests()
     }
 
     /// The JSON bodies seen so far.
     pub fn bodies(&self) -> Vec<serde_json::Value> {
-        self.requests().iter().map(Seen::json).collect()
+        self.requests().iter().map(Request::json).collect()
     }
 
     /// Forgets the requests seen so far.
     pub fn clear(&self) {
-        self.seen.lock().unwrap().clear();
+        self.http.clear();
     }
 
-    fn serve(&self, stream: TcpStream) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let line = line.trim_end().to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = header.trim_end().split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        let _ = reader.read_exact(&mut body);
-        let mut parts = line.split(' ');
-        let method = parts.next().unwrap_or("").to_string();
-        let target = parts.next().unwrap_or("/");
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let seen = Seen {
-            line: line.clone(),
-            path: path.to_string(),
-            query: url::form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect(),
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            at: Instant::now(),
-        };
-        self.seen.lock().unwrap().push(seen.clone());
-        let (status, body) = self.answer(&method, &seen);
-        let mut out = stream;
-        let head = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json; charset=UTF-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = out.write_all(head.as_bytes());
-        let _ = out.write_all(body.as_bytes());
-    }
-
-    fn answer(&self, method: &str, seen: &Seen) -> Answer {
-        if method != "POST" || seen.path != "/v25.0/me/messages" {
+    fn answer(&self, request: &Request) -> Answer {
+        if request.method != "POST" || request.path != "/v25.0/me/messages" {
             return (
                 400,
                 graph_error(2500, None, "Unknown path components: /me/message"),
             );
         }
-        if seen.query("access_token") != Some(self.token.as_str()) {
+        if request.query("access_token") != Some(self.token.as_str()) {
             return (400, SEND_INVALID_TOKEN.trim_end().to_string());
         }
         if let Some(Some(answer)) = self.script.lock().unwrap().pop_front() {
             return answer;
         }
-        let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
         let Some(recipient) = body["recipient"]["id"].as_str() else {
             return (
                 400,

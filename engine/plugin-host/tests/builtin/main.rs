@@ -5,6 +5,8 @@
 
 mod consent;
 mod graph;
+#[path = "../support/http.rs"]
+mod http_server;
 mod messenger;
 mod openai;
 mod server;

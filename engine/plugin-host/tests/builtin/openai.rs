@@ -1,13 +1,12 @@
 //! `openai.chat` against a fake Chat Completions server that answers with OpenAI's documented
 //! bodies (`fixtures/openai/`), one scripted answer per request, recording what it was sent.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use influxify_plugin_host::{HostConfig, MemorySecrets, PluginError, PluginHost};
 use serde_json::json;
 
+use crate::http_server::{HttpServer, Response};
 use crate::*;
 
 const COMPLETION: &str = include_str!("fixtures/openai/chat-completion.json");
@@ -24,66 +23,48 @@ type Seen = (Vec<(String, String)>, serde_json::Value);
 struct Fake {
     url: String,
     answers: Arc<Mutex<Vec<Answer>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    http: HttpServer,
 }
 
 impl Fake {
     fn start(answers: Vec<Answer>) -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let answers = Arc::new(Mutex::new(answers));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (queue, log) = (answers.clone(), seen.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let mut headers = Vec::new();
-                loop {
-                    let mut header = String::new();
-                    reader.read_line(&mut header).unwrap();
-                    if header.trim().is_empty() {
-                        break;
-                    }
-                    let (k, v) = header.trim_end().split_once(':').unwrap();
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        let queue = answers.clone();
+        let http = HttpServer::start(move |request| {
+            assert!(
+                request.line.starts_with("POST /v1/chat/completions "),
+                "{}",
+                request.line
+            );
+            let (status, extra, body) = {
+                let mut queue = queue.lock().unwrap();
+                if queue.is_empty() {
+                    (500, Vec::new(), "{}".to_string())
+                } else {
+                    queue.remove(0)
                 }
-                let length: usize = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .map_or(0, |(_, v)| v.parse().unwrap());
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                assert!(line.starts_with("POST /v1/chat/completions "), "{line}");
-                log.lock().unwrap().push((
-                    headers,
-                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-                ));
-                let (status, extra, body) = {
-                    let mut queue = queue.lock().unwrap();
-                    if queue.is_empty() {
-                        (500, Vec::new(), "{}".to_string())
-                    } else {
-                        queue.remove(0)
-                    }
-                };
-                let mut out = stream;
-                let mut head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                    body.len()
-                );
-                for (k, v) in extra {
-                    head += &format!("{k}: {v}\r\n");
-                }
-                let _ = out.write_all(format!("{head}\r\n{body}").as_bytes());
-            }
+            };
+            let response = Response::new(status, body).header("content-type", "application/json");
+            extra
+                .into_iter()
+                .fold(response, |response, (k, v)| response.header(k, v))
         });
-        Fake { url, answers, seen }
+        Fake {
+            url: http.url.clone(),
+            answers,
+            http,
+        }
     }
 
     fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.http
+            .requests()
+            .into_iter()
+            .map(|r| {
+                let body = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+                (r.headers, body)
+            })
+            .collect()
     }
 }
 

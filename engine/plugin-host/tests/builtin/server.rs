@@ -12,9 +12,9 @@
 //!
 //! It records every request.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+
+use crate::http_server::{HttpServer, Request, Response};
 
 /// The spreadsheet the server knows.
 pub const SPREADSHEET: &str = "1ShopOrders-9fQx";
@@ -34,44 +34,12 @@ pub const VALUES_GET: &str = include_str!("fixtures/values-get.json");
 /// The `error-bad-range.json` fixture (a 400 for a missing tab).
 pub const ERROR_BAD_RANGE: &str = include_str!("fixtures/error-bad-range.json");
 
-/// A request the server saw.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    /// `GET /path?query HTTP/1.1`.
-    pub line: String,
-    /// Headers, lowercase names.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: String,
-}
-
-impl Seen {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether it was a token refresh.
-    pub fn is_refresh(&self) -> bool {
-        self.line.starts_with("POST /token ")
-    }
-
-    /// Whether it was a Sheets read.
-    pub fn is_read(&self) -> bool {
-        self.line.starts_with("GET /v4/spreadsheets/")
-    }
-}
-
 /// The server.
 #[derive(Debug, Clone)]
 pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    /// What it saw.
-    seen: Arc<Mutex<Vec<Seen>>>,
+    http: HttpServer,
     /// The access token the Sheets API accepts.
     accepted: Arc<Mutex<String>>,
 }
@@ -79,19 +47,16 @@ pub struct Server {
 impl Server {
     /// Starts a server that accepts the access token `accepted`.
     pub fn start(accepted: &str) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (http, listener) = HttpServer::bind();
         let server = Server {
-            url,
-            seen: Arc::default(),
+            url: http.url.clone(),
+            http,
             accepted: Arc::new(Mutex::new(accepted.to_string())),
         };
         let handle = server.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let handle = handle.clone();
-                std::thread::spawn(move || handle.serve(stream));
-            }
+        listener.serve(move |request| {
+            let (status, body) = handle.answer(request);
+            Response::new(status, body).header("content-type", "application/json; charset=UTF-8")
         });
         server
     }
@@ -102,69 +67,34 @@ impl Server {
     }
 
     /// The requests seen so far.
-    pub fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+    pub fn requests(&self) -> Vec<Request> {
+        self.http.requests()
     }
 
     /// The Sheets reads seen so far.
-    pub fn reads(&self) -> Vec<Seen> {
-        self.requests().into_iter().filter(Seen::is_read).collect()
-    }
-
-    /// The token refreshes seen so far.
-    pub fn refreshes(&self) -> Vec<Seen> {
+    pub fn reads(&self) -> Vec<Request> {
         self.requests()
             .into_iter()
-            .filter(Seen::is_refresh)
+            .filter(|r| r.line.starts_with("GET /v4/spreadsheets/"))
             .collect()
     }
 
-    fn serve(&self, stream: TcpStream) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let line = line.trim_end().to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-                break;
+    /// The token refreshes seen so far.
+    pub fn refreshes(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.line.starts_with("POST /token "))
+            .collect()
+    }
+
+    fn answer(&self, request: &Request) -> (u16, String) {
+        match (request.method.as_str(), request.path.as_str()) {
+            ("POST", "/token") => self.token(&request.text()),
+            ("GET", path) if path.starts_with("/v4/spreadsheets/") => {
+                self.values_get(request, path)
             }
-            if let Some((k, v)) = header.trim_end().split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        let _ = reader.read_exact(&mut body);
-        let seen = Seen {
-            line: line.clone(),
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        };
-        self.seen.lock().unwrap().push(seen.clone());
-        let mut parts = line.split(' ');
-        let method = parts.next().unwrap_or("");
-        let target = parts.next().unwrap_or("/");
-        let path = target.split('?').next().unwrap_or(target);
-        let (status, body) = match (method, path) {
-            ("POST", "/token") => self.token(&seen.body),
-            ("GET", path) if path.starts_with("/v4/spreadsheets/") => self.values_get(&seen, path),
             _ => (404, "not found".to_string()),
-        };
-        let mut out = stream;
-        let head = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json; charset=UTF-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = out.write_all(head.as_bytes());
-        let _ = out.write_all(body.as_bytes());
+        }
     }
 
     /// The refresh-token grant (form-encoded).
@@ -206,9 +136,9 @@ impl Server {
     }
 
     /// `values.get`.
-    fn values_get(&self, seen: &Seen, path: &str) -> (u16, String) {
+    fn values_get(&self, request: &Request, path: &str) -> (u16, String) {
         let expected = format!("Bearer {}", self.accepted.lock().unwrap());
-        if seen.header("authorization") != Some(expected.as_str()) {
+        if request.header("authorization") != Some(expected.as_str()) {
             return google_error(
                 401,
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",

@@ -330,7 +330,7 @@ fn an_expired_token_is_refreshed_by_the_host_and_the_lookup_succeeds() {
     // Refreshed before the read, with the refresh-token grant; the read carried the new token.
     let refreshes = server.refreshes();
     assert_eq!(refreshes.len(), 1);
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(refreshes[0].body.as_bytes())
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&refreshes[0].body)
         .into_owned()
         .collect();
     for (k, v) in [

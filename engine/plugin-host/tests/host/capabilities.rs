@@ -99,10 +99,10 @@ fn oauth_tokens_are_refreshed_on_expiry_and_once_on_a_401() {
         .find(|r| r.line.contains("/token"))
         .unwrap();
     assert!(
-        refresh.body.contains("grant_type=refresh_token")
-            && refresh.body.contains("refresh_token=refresh-me"),
+        refresh.text().contains("grant_type=refresh_token")
+            && refresh.text().contains("refresh_token=refresh-me"),
         "{}",
-        refresh.body
+        refresh.text()
     );
     match secrets.get("test_token").unwrap() {
         Some(Secret::Oauth(stored)) => assert_eq!(stored.access_token, "fresh-token"),
@@ -267,11 +267,11 @@ fn service_account_tokens_are_obtained_cached_and_renewed_on_expiry_or_a_401() {
         .find(|r| r.line.contains("/sa-token"))
         .unwrap();
     assert!(
-        exchange.body.starts_with(
+        exchange.text().starts_with(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
         ),
         "{}",
-        exchange.body
+        exchange.text()
     );
     assert_eq!(
         exchange.header("content-type"),

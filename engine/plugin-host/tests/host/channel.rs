@@ -305,7 +305,7 @@ fn a_message_is_sent_to_the_configured_base_url_with_the_token() {
     );
     assert_eq!(sent.header("idempotency-key"), Some("test-channel/u1:3:0"));
     assert_eq!(sent.header("content-type"), Some("application/json"));
-    let body: serde_json::Value = serde_json::from_str(&sent.body).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
     assert_eq!(
         body,
         serde_json::json!({

@@ -5,6 +5,8 @@
 mod capabilities;
 mod channel;
 mod hostile;
+#[path = "../support/http.rs"]
+mod http_server;
 mod loading;
 mod server;
 
