@@ -7,6 +7,7 @@ mod llm;
 mod plugin;
 mod run;
 mod schema;
+mod serve;
 mod validate;
 
 use std::path::{Path, PathBuf};

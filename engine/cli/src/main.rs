@@ -6,6 +6,7 @@ mod graph;
 mod plugin;
 mod run;
 mod schema;
+mod serve;
 mod transcripts;
 mod validate;
 
@@ -88,6 +89,26 @@ enum Command {
         /// `INFLUXIFY_SECRET_<NAME>`.
         #[arg(long)]
         plugins: Option<PathBuf>,
+    },
+    /// Serve the bot over HTTP: channel webhooks at `/channels/{channel}/webhook`, replies
+    /// through the channel plugins, on the embedded store.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// The data directory of the embedded store.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The directory of the bot's flows.
+        #[arg(long)]
+        flows: PathBuf,
+        /// The flow new conversations start in.
+        #[arg(long)]
+        entry: String,
+        /// The plugins directory (channels among them). Secrets come from
+        /// `INFLUXIFY_SECRET_<NAME>`.
+        #[arg(long)]
+        plugins: PathBuf,
     },
     /// Write, test and inspect plugins.
     Plugin {
@@ -172,6 +193,13 @@ fn main() -> ExitCode {
             entry,
             plugins,
         } => run::run(&data, &flows, &entry, plugins.as_deref()),
+        Command::Serve {
+            addr,
+            data,
+            flows,
+            entry,
+            plugins,
+        } => serve::run(addr, &data, &flows, &entry, &plugins),
         Command::Plugin { command } => match command {
             PluginCommand::New { name, dir, sdk } => {
                 plugin::new(&name, dir.as_deref(), sdk.as_deref())

@@ -162,12 +162,8 @@ pub fn run(
     tokio.block_on(serve_stdin(data, flows, entry, plugins))
 }
 
-async fn serve_stdin(
-    data: &Path,
-    flows: &Path,
-    entry: &str,
-    plugins: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
+/// The flow files of the bot in `flows`, as (file name, text).
+pub fn read_flows(flows: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let files = influxify_designer::project::flows_in(flows)?;
     let mut sources = Vec::new();
     for file in files {
@@ -181,19 +177,40 @@ async fn serve_stdin(
             text,
         ));
     }
+    Ok(sources)
+}
+
+/// The plugins of `dir` on the store's kv, reloaded when their files change, and the catalog
+/// validation knows (the built-in actions and theirs).
+pub fn open_plugins(
+    dir: &Path,
+    sled: &SledStore,
+    data: &Path,
+) -> anyhow::Result<(Arc<PluginHost>, influxify_core::Catalog)> {
+    let host = load_plugins(
+        dir,
+        Some(Arc::new(PluginKv::open(sled.db())?)),
+        Some(data.join("plugin-cache")),
+    )?;
+    let new_ones = dir.is_dir().then(|| dir.to_path_buf());
+    host.watch(new_ones, std::time::Duration::from_secs(2));
+    let mut catalog = influxify_core::Catalog::builtin();
+    catalog.actions.extend(host.catalog().actions);
+    Ok((host, catalog))
+}
+
+async fn serve_stdin(
+    data: &Path,
+    flows: &Path,
+    entry: &str,
+    plugins: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let sources = read_flows(flows)?;
     let sled = SledStore::open(data, DEFAULT_CACHE_BYTES)?;
     let mut config = Config::new("default", entry);
     let host = match plugins {
         Some(dir) => {
-            let host = load_plugins(
-                dir,
-                Some(Arc::new(PluginKv::open(sled.db())?)),
-                Some(data.join("plugin-cache")),
-            )?;
-            let new_ones = dir.is_dir().then(|| dir.to_path_buf());
-            host.watch(new_ones, std::time::Duration::from_secs(2));
-            let mut catalog = influxify_core::Catalog::builtin();
-            catalog.actions.extend(host.catalog().actions);
+            let (host, catalog) = open_plugins(dir, &sled, data)?;
             config.catalog = Some(catalog);
             Some(host)
         }

@@ -1,0 +1,116 @@
+//! The runtime's effects through the plugin host: messages go out through the conversation's
+//! channel plugin, plugin calls run in the host (off the async threads), notifications are
+//! logged.
+
+use std::sync::Arc;
+
+use influxify_core::conversation::{Effect, Outbound};
+use influxify_plugin_host::channel_types::{Button, OutboundMessage, QuickReply};
+use influxify_plugin_host::{Call, PluginError, PluginHost};
+use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
+use influxify_store::ConversationKey;
+
+/// Effects through the plugin host.
+#[derive(Debug, Clone)]
+pub struct ChannelEffects {
+    plugins: Arc<PluginHost>,
+}
+
+impl ChannelEffects {
+    /// Effects through `plugins`.
+    pub fn new(plugins: Arc<PluginHost>) -> Self {
+        ChannelEffects { plugins }
+    }
+}
+
+fn effect_error(err: PluginError) -> EffectError {
+    if err.is_retryable() {
+        EffectError::retryable(err.to_string())
+    } else {
+        EffectError::permanent(err.to_string())
+    }
+}
+
+fn outbound(user: &str, message: &Outbound) -> OutboundMessage {
+    OutboundMessage {
+        user_id: user.to_string(),
+        text: message.text.clone(),
+        quick_replies: message
+            .quick_replies
+            .iter()
+            .map(|q| QuickReply {
+                title: q.title.clone(),
+                payload: q.payload.clone(),
+            })
+            .collect(),
+        buttons: message
+            .buttons
+            .iter()
+            .map(|b| match (&b.url, &b.payload) {
+                (Some(url), _) => Button::Url((b.title.clone(), url.clone())),
+                (None, payload) => {
+                    Button::Postback((b.title.clone(), payload.clone().unwrap_or_default()))
+                }
+            })
+            .collect(),
+        typing_ms: message
+            .typing_ms
+            .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX)),
+        tag: None,
+        last_user_message_ms: None,
+    }
+}
+
+impl EffectHandler for ChannelEffects {
+    fn send<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        message: &'a Outbound,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EffectError>> {
+        Box::pin(async move {
+            let plugins = self.plugins.clone();
+            let channel = conversation.channel.clone();
+            let message = outbound(&conversation.user, message);
+            let call = Call::new(Some(conversation.clone()), key);
+            tokio::task::spawn_blocking(move || plugins.channel_send(&channel, &message, &call))
+                .await
+                .map_err(|err| EffectError::retryable(err.to_string()))?
+                .map(|_| ())
+                .map_err(effect_error)
+        })
+    }
+
+    fn call<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        action: &'a str,
+        input: &'a serde_json::Value,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(String, serde_json::Value), EffectError>> {
+        Box::pin(async move {
+            let plugins = self.plugins.clone();
+            let call = Call::new(Some(conversation.clone()), key);
+            let (action, input) = (action.to_string(), input.to_string());
+            let invocation =
+                tokio::task::spawn_blocking(move || plugins.invoke(&action, &input, &call))
+                    .await
+                    .map_err(|err| EffectError::retryable(err.to_string()))?
+                    .map_err(effect_error)?;
+            let output = serde_json::from_str(&invocation.output).unwrap_or_default();
+            Ok((invocation.outcome, output))
+        })
+    }
+
+    fn notify<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        effect: &'a Effect,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EffectError>> {
+        Box::pin(async move {
+            tracing::info!(conversation = %conversation, key, effect = ?std::mem::discriminant(effect), "notification");
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! Channel webhooks: a GET is a handshake the channel plugin answers; a POST is checked and
+//! parsed by the plugin, its events ingested durably, and only then acknowledged with 200.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use influxify_core::Event;
+use influxify_core::conversation::UserMessage;
+use influxify_plugin_host::channel_types::{HttpRequest, InboundEvent, InboundKind};
+use influxify_plugin_host::{Kind, PluginError};
+use influxify_store::{ConversationKey, Inbound};
+
+use crate::AppState;
+
+fn request(
+    method: &str,
+    query: HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> HttpRequest {
+    HttpRequest {
+        method: method.to_string(),
+        path: String::new(),
+        query: query.into_iter().collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+/// Whether `channel` is a loaded channel plugin.
+fn is_channel(state: &AppState, channel: &str) -> bool {
+    state
+        .plugins
+        .plugin(channel)
+        .is_some_and(|p| p.manifest().plugin.kind == Kind::Channel)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, body.into()).into_response()
+}
+
+/// `GET /channels/{channel}/webhook`: the channel's handshake.
+pub async fn verify(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !is_channel(&state, &channel) {
+        return text(StatusCode::NOT_FOUND, format!("no channel `{channel}`"));
+    }
+    let request = request("GET", query, &headers, &[]);
+    let plugins = state.plugins.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || plugins.channel_verify(&channel, &request)).await;
+    match answer {
+        Ok(Ok(Some(reply))) => {
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::FORBIDDEN);
+            (status, reply.body).into_response()
+        }
+        Ok(Ok(None)) => text(StatusCode::BAD_REQUEST, "not a handshake"),
+        Ok(Err(err)) => failure(&err),
+        Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    }
+}
+
+/// `POST /channels/{channel}/webhook`: events in, acknowledged once durable.
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_channel(&state, &channel) {
+        return text(StatusCode::NOT_FOUND, format!("no channel `{channel}`"));
+    }
+    let request = request("POST", query, &headers, &body);
+    let (plugins, name) = (state.plugins.clone(), channel.clone());
+    let parsed = tokio::task::spawn_blocking(move || plugins.channel_parse(&name, &request)).await;
+    let events = match parsed {
+        Ok(Ok(events)) => events,
+        Ok(Err(err)) => return failure(&err),
+        Err(err) => return text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    };
+    let inbound: Vec<Inbound> = events
+        .into_iter()
+        .map(|e| to_inbound(&channel, e))
+        .collect();
+    if inbound.is_empty() {
+        return text(StatusCode::OK, "ok");
+    }
+    match state.runtime.ingest(inbound).await {
+        Ok(_) => text(StatusCode::OK, "ok"),
+        Err(err) => {
+            tracing::error!(channel, error = %err, "webhook events could not be stored; the channel will redeliver");
+            text(StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
+}
+
+/// A plugin's refusal as an HTTP answer: a bad signature or payload is the sender's fault.
+fn failure(err: &PluginError) -> Response {
+    match err {
+        PluginError::InvalidInput(why) => text(StatusCode::FORBIDDEN, why.clone()),
+        PluginError::Misconfigured(why) => {
+            tracing::error!(error = %why, "channel misconfigured");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "channel misconfigured")
+        }
+        other => text(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+/// A channel's event as the runtime's.
+fn to_inbound(channel: &str, event: InboundEvent) -> Inbound {
+    let message = match event.kind {
+        InboundKind::Text(text) => UserMessage::text(text),
+        InboundKind::QuickReply((title, payload)) | InboundKind::Postback((title, payload)) => {
+            UserMessage {
+                text: Some(title),
+                payload: Some(payload),
+            }
+        }
+        InboundKind::Attachments(attachments) => UserMessage {
+            text: Some(
+                attachments
+                    .iter()
+                    .map(|a| a.url.clone().unwrap_or_else(|| a.kind.clone()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            payload: None,
+        },
+        InboundKind::Referral(reference) => UserMessage {
+            text: None,
+            payload: Some(reference),
+        },
+    };
+    Inbound::new(
+        ConversationKey::new(channel, event.user_id),
+        event.event_id,
+        event.timestamp_ms,
+        Event::User(message),
+    )
+}

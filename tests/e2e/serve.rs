@@ -1,0 +1,299 @@
+//! `influxify serve` as Messenger would use it: the real process, the real messenger plugin,
+//! a fake Graph API that records the Send API calls. A signed webhook reaches the flow and the
+//! reply goes out; a redelivery is not processed twice; a bad signature changes nothing.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Mac, digest::KeyInit};
+
+use crate::root;
+
+#[path = "../../engine/plugin-host/tests/support/http.rs"]
+mod http_server;
+
+use http_server::{HttpServer, Response};
+
+const FLOW: &str = r#"
+id: hello
+start: ask_name
+nodes:
+  ask_name:
+    kind: ask
+    prompt: "Hi! What's your name?"
+    store: name
+    next: greet
+  greet:
+    kind: message
+    text: "Nice to meet you, {{ name }}."
+    next: done
+  done:
+    kind: end
+"#;
+
+const APP_SECRET: &str = "test_app_secret";
+
+/// The served process, stopped when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Builds the messenger plugin and installs it in `plugins/`, pointed at the fake Graph API.
+fn install_messenger(plugins: &Path, graph: &str) {
+    let sources = root().join("plugins");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "messenger",
+        ])
+        .current_dir(&sources)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the messenger plugin builds");
+    let dir = plugins.join("messenger");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        sources.join("target/wasm32-wasip2/release/messenger.wasm"),
+        dir.join("messenger.wasm"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(sources.join("messenger/plugin.toml"))
+        .unwrap()
+        .replace("https://graph.facebook.com", graph);
+    let manifest = manifest.replace("[config]", "[config]\nverify_token = \"let-me-in\"");
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+}
+
+fn start(work: &Path, plugins: &Path) -> Served {
+    let flows = work.join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(flows.join("hello.yaml"), FLOW).unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_influxify"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(work.join("data"))
+        .args(["--flows"])
+        .arg(&flows)
+        .args(["--entry", "hello", "--plugins"])
+        .arg(plugins)
+        .env("INFLUXIFY_SECRET_MESSENGER_APP_SECRET", APP_SECRET)
+        .env("INFLUXIFY_SECRET_MESSENGER_PAGE_TOKEN", "page-token")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("influxify serve starts");
+    let served = Served {
+        child,
+        url: format!("127.0.0.1:{port}"),
+    };
+    let began = Instant::now();
+    while std::net::TcpStream::connect(&served.url).is_err() {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the server did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    served
+}
+
+/// One HTTP/1.1 request; the status and body of the answer.
+fn http(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    stream.write_all(format!("{head}\r\n").as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn signature(body: &[u8]) -> String {
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// The Send API calls the fake Graph API has seen, as JSON bodies.
+fn sends(graph: &HttpServer) -> Vec<serde_json::Value> {
+    graph
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/me/messages"))
+        .map(|r| r.json())
+        .filter(|b| b.get("message").is_some())
+        .collect()
+}
+
+fn wait_for(graph: &HttpServer, count: usize) -> Vec<serde_json::Value> {
+    let began = Instant::now();
+    loop {
+        let seen = sends(graph);
+        if seen.len() >= count || began.elapsed() > Duration::from_secs(20) {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
+    let graph = HttpServer::start(|request| {
+        if request.query("access_token") != Some("page-token") {
+            return Response::json(
+                400,
+                &serde_json::json!({"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}}),
+            );
+        }
+        Response::json(
+            200,
+            &serde_json::json!({"recipient_id": "1134343043305865", "message_id": "m_sent"}),
+        )
+    });
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    install_messenger(&plugins, &graph.url);
+    let served = start(work.path(), &plugins);
+
+    // The handshake.
+    let (status, body) = http(
+        &served.url,
+        "GET",
+        "/channels/messenger/webhook?hub.mode=subscribe&hub.verify_token=let-me-in&hub.challenge=1158201444",
+        &[],
+        b"",
+    );
+    assert_eq!((status, body.as_str()), (200, "1158201444"));
+    let (status, _) = http(
+        &served.url,
+        "GET",
+        "/channels/messenger/webhook?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+        &[],
+        b"",
+    );
+    assert_eq!(status, 403);
+
+    // A signed message: acknowledged, and the flow's first question goes to the sender.
+    let payload =
+        std::fs::read_to_string(root().join("tests/e2e/fixtures/messenger-text-message.json"))
+            .unwrap();
+    let payload = payload.trim_end().as_bytes().to_vec();
+    let signed = [
+        ("content-type", "application/json".to_string()),
+        ("x-hub-signature-256", signature(&payload)),
+    ];
+    let (status, _) = http(
+        &served.url,
+        "POST",
+        "/channels/messenger/webhook",
+        &signed,
+        &payload,
+    );
+    assert_eq!(status, 200);
+    let seen = wait_for(&graph, 1);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["recipient"]["id"], "1134343043305865");
+    assert_eq!(seen[0]["message"]["text"], "Hi! What's your name?");
+    assert_eq!(seen[0]["messaging_type"], "RESPONSE");
+
+    // Messenger redelivers: acknowledged again, processed once.
+    let (status, _) = http(
+        &served.url,
+        "POST",
+        "/channels/messenger/webhook",
+        &signed,
+        &payload,
+    );
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sends(&graph).len(),
+        1,
+        "a redelivery is not processed twice"
+    );
+
+    // A bad signature: refused, nothing processed.
+    let answer = payload.clone();
+    let forged = String::from_utf8(answer)
+        .unwrap()
+        .replace("hello world", "Mallory")
+        .replace("mid.1472026867074:cfb5e1d4bde07a2a55", "mid.forged");
+    let (status, _) = http(
+        &served.url,
+        "POST",
+        "/channels/messenger/webhook",
+        &signed,
+        forged.as_bytes(),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = http(
+        &served.url,
+        "POST",
+        "/channels/messenger/webhook",
+        &[("content-type", "application/json".to_string())],
+        forged.as_bytes(),
+    );
+    assert_eq!(status, 403);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sends(&graph).len(), 1);
+
+    // An unknown channel is 404.
+    let (status, _) = http(
+        &served.url,
+        "POST",
+        "/channels/nope/webhook",
+        &signed,
+        &payload,
+    );
+    assert_eq!(status, 404);
+}
