@@ -3,10 +3,10 @@
 //! It asserts on the shape of the answers and on the flow's routing, not on clever content.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{influxify_in, root, stdout};
+use crate::{KillOnDrop, built_plugins, free_port, influxify_in, root, stdout};
 
 const FLOW: &str = r#"
 id: ask
@@ -67,23 +67,8 @@ nodes:
 
 /// The llama.cpp server, stopped when dropped.
 struct LlamaServer {
-    child: Child,
+    _process: KillOnDrop,
     port: u16,
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Where `cargo xtask test` installed the server and the model.
@@ -131,7 +116,10 @@ fn start_server() -> LlamaServer {
         .stderr(Stdio::null())
         .spawn()
         .expect("the llama.cpp server starts");
-    let server = LlamaServer { child, port };
+    let server = LlamaServer {
+        _process: KillOnDrop(child),
+        port,
+    };
     let began = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -146,31 +134,10 @@ fn start_server() -> LlamaServer {
 /// The built openai plugin, pointed at `port`, in `plugins/openai/`, and the consent plugin.
 fn install_openai(plugins: &Path, port: u16) {
     let sources = root().join("plugins");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "openai",
-            "-p",
-            "consent",
-        ])
-        .current_dir(&sources)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "the openai plugin builds");
+    let built = built_plugins(&["openai", "consent"]);
     let dir = plugins.join("openai");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        sources.join("target/wasm32-wasip2/release/openai.wasm"),
-        dir.join("openai.wasm"),
-    )
-    .unwrap();
+    std::fs::copy(built.join("openai.wasm"), dir.join("openai.wasm")).unwrap();
     let origin = format!("http://127.0.0.1:{port}");
     let manifest = std::fs::read_to_string(sources.join("openai/plugin.toml"))
         .unwrap()
@@ -186,11 +153,7 @@ fn install_openai(plugins: &Path, port: u16) {
     // records the consent first, through the consent plugin.
     let consent = plugins.join("consent");
     std::fs::create_dir_all(&consent).unwrap();
-    std::fs::copy(
-        sources.join("target/wasm32-wasip2/release/consent.wasm"),
-        consent.join("consent.wasm"),
-    )
-    .unwrap();
+    std::fs::copy(built.join("consent.wasm"), consent.join("consent.wasm")).unwrap();
     std::fs::copy(
         sources.join("consent/plugin.toml"),
         consent.join("plugin.toml"),

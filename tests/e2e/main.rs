@@ -48,3 +48,42 @@ pub fn influxify_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A child process killed when dropped (servers the tests start).
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Builds the plugin crates `names` of `plugins/` for wasm32-wasip2; returns where the
+/// components are.
+pub fn built_plugins(names: &[&str]) -> PathBuf {
+    let sources = root().join("plugins");
+    let mut args = vec!["build", "--quiet", "--release", "--target", "wasm32-wasip2"];
+    for name in names {
+        args.extend(["-p", name]);
+    }
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(&args)
+        .current_dir(&sources)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the plugins {names:?} build");
+    sources.join("target/wasm32-wasip2/release")
+}

@@ -4,12 +4,12 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hmac::{Mac, digest::KeyInit};
 
-use crate::root;
+use crate::{KillOnDrop, built_plugins, free_port, root};
 
 #[path = "../../engine/plugin-host/tests/support/http.rs"]
 mod http_server;
@@ -37,51 +37,17 @@ const APP_SECRET: &str = "test_app_secret";
 
 /// The served process, stopped when dropped.
 struct Served {
-    child: Child,
+    _process: KillOnDrop,
     url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Builds the messenger plugin and installs it in `plugins/`, pointed at the fake Graph API.
 fn install_messenger(plugins: &Path, graph: &str) {
     let sources = root().join("plugins");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "messenger",
-        ])
-        .current_dir(&sources)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "the messenger plugin builds");
+    let built = built_plugins(&["messenger"]);
     let dir = plugins.join("messenger");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        sources.join("target/wasm32-wasip2/release/messenger.wasm"),
-        dir.join("messenger.wasm"),
-    )
-    .unwrap();
+    std::fs::copy(built.join("messenger.wasm"), dir.join("messenger.wasm")).unwrap();
     let manifest = std::fs::read_to_string(sources.join("messenger/plugin.toml"))
         .unwrap()
         .replace("https://graph.facebook.com", graph);
@@ -108,7 +74,7 @@ fn start(work: &Path, plugins: &Path) -> Served {
         .spawn()
         .expect("influxify serve starts");
     let served = Served {
-        child,
+        _process: KillOnDrop(child),
         url: format!("127.0.0.1:{port}"),
     };
     let began = Instant::now();

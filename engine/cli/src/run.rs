@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use influxify_core::Event;
 use influxify_core::conversation::{Effect, Outbound, UserMessage};
-use influxify_plugin_host::{Call, HostConfig, MemorySecrets, PluginHost};
+use influxify_plugin_host::{HostConfig, MemorySecrets, PluginHost};
 use influxify_runtime::{BoxFuture, Config, EffectError, EffectHandler, MigrationPolicy, Runtime};
+use influxify_server::ChannelEffects;
 use influxify_store::{
     ConversationKey, DEFAULT_CACHE_BYTES, Inbound, Ingested, PluginKv, SledStore, Store,
 };
@@ -44,11 +45,12 @@ fn default_channel() -> String {
     "stdin".to_string()
 }
 
-/// Writes effects as JSON lines and runs plugin calls through the plugin host, if any.
+/// Writes messages and notifications as JSON lines; plugin calls go through the plugin host (as
+/// `influxify serve` makes them), if any.
 #[derive(Debug)]
 struct Printer {
     out: Mutex<std::io::Stdout>,
-    plugins: Option<Arc<PluginHost>>,
+    plugins: Option<ChannelEffects>,
 }
 
 /// A plugin host with the plugins of `dir` (a directory of plugins, or one `plugin.toml`; a
@@ -115,24 +117,11 @@ impl EffectHandler for Printer {
         key: &'a str,
     ) -> BoxFuture<'a, Result<(String, serde_json::Value), EffectError>> {
         Box::pin(async move {
-            let Some(host) = self.plugins.clone() else {
-                return Err(EffectError::permanent(format!(
+            match &self.plugins {
+                Some(plugins) => plugins.call(conversation, action, input, key).await,
+                None => Err(EffectError::permanent(format!(
                     "no plugins directory was given (--plugins): cannot call {action}"
-                )));
-            };
-            let call = Call::new(Some(conversation.clone()), key);
-            let (action, input) = (action.to_string(), input.to_string());
-            let invoked = tokio::task::spawn_blocking(move || host.invoke(&action, &input, &call))
-                .await
-                .map_err(|err| EffectError::retryable(err.to_string()))?;
-            match invoked {
-                Ok(invocation) => {
-                    let output = serde_json::from_str(&invocation.output)
-                        .unwrap_or(serde_json::Value::String(invocation.output));
-                    Ok((invocation.outcome, output))
-                }
-                Err(err) if err.is_retryable() => Err(EffectError::retryable(err.to_string())),
-                Err(err) => Err(EffectError::permanent(err.to_string())),
+                ))),
             }
         })
     }
@@ -219,7 +208,7 @@ async fn serve_stdin(
     let store: Arc<dyn Store> = Arc::new(sled);
     let printer = Arc::new(Printer {
         out: Mutex::new(std::io::stdout()),
-        plugins: host,
+        plugins: host.map(ChannelEffects::new),
     });
     let runtime = Runtime::start(store, printer.clone(), config).await?;
     runtime
