@@ -18,6 +18,18 @@ nodes:
   ping: { kind: end, text: 'Reminder: {{ when }}' }
 ";
 
+/// Opens the store; the previous "process" may still be letting go of its lock for a moment
+/// (its last blocking tasks end after the runtime is shut down).
+fn reopen(dir: &Path) -> SledStore {
+    for _ in 0..100 {
+        if let Ok(store) = SledStore::open(dir, 8 * 1024 * 1024) {
+            return store;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    SledStore::open(dir, 8 * 1024 * 1024).unwrap()
+}
+
 fn process<T>(
     dir: &Path,
     recorder: Arc<Recorder>,
@@ -30,7 +42,7 @@ fn process<T>(
         .build()
         .unwrap();
     let result = tokio.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, 8 * 1024 * 1024).unwrap());
+        let store: Arc<dyn Store> = Arc::new(reopen(dir));
         let runtime = Runtime::start(store, recorder, Config::new("bot", entry))
             .await
             .unwrap();
