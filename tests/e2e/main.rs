@@ -8,7 +8,9 @@ mod plugin;
 mod run;
 mod schema;
 mod serve;
+mod served;
 mod validate;
+mod webchat;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

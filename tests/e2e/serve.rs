@@ -2,14 +2,13 @@
 //! a fake Graph API that records the Send API calls. A signed webhook reaches the flow and the
 //! reply goes out; a redelivery is not processed twice; a bad signature changes nothing.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hmac::{Mac, digest::KeyInit};
 
-use crate::{KillOnDrop, built_plugins, free_port, root};
+use crate::served::{Served, http, serve};
+use crate::{built_plugins, root};
 
 #[path = "../../engine/plugin-host/tests/support/http.rs"]
 mod http_server;
@@ -35,12 +34,6 @@ nodes:
 
 const APP_SECRET: &str = "test_app_secret";
 
-/// The served process, stopped when dropped.
-struct Served {
-    _process: KillOnDrop,
-    url: String,
-}
-
 /// Builds the messenger plugin and installs it in `plugins/`, pointed at the fake Graph API.
 fn install_messenger(plugins: &Path, graph: &str) {
     let sources = root().join("plugins");
@@ -59,62 +52,15 @@ fn start(work: &Path, plugins: &Path) -> Served {
     let flows = work.join("flows");
     std::fs::create_dir_all(&flows).unwrap();
     std::fs::write(flows.join("hello.yaml"), FLOW).unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_influxify"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(work.join("data"))
-        .args(["--flows"])
-        .arg(&flows)
-        .args(["--entry", "hello", "--plugins"])
-        .arg(plugins)
-        .env("INFLUXIFY_SECRET_MESSENGER_APP_SECRET", APP_SECRET)
-        .env("INFLUXIFY_SECRET_MESSENGER_PAGE_TOKEN", "page-token")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("influxify serve starts");
-    let served = Served {
-        _process: KillOnDrop(child),
-        url: format!("127.0.0.1:{port}"),
-    };
-    let began = Instant::now();
-    while std::net::TcpStream::connect(&served.url).is_err() {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the server did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    served
-}
-
-/// One HTTP/1.1 request; the status and body of the answer.
-fn http(
-    addr: &str,
-    method: &str,
-    target: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head += &format!("{k}: {v}\r\n");
-    }
-    stream.write_all(format!("{head}\r\n").as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    serve(
+        work,
+        "hello",
+        plugins,
+        &[
+            ("INFLUXIFY_SECRET_MESSENGER_APP_SECRET", APP_SECRET),
+            ("INFLUXIFY_SECRET_MESSENGER_PAGE_TOKEN", "page-token"),
+        ],
+    )
 }
 
 fn signature(body: &[u8]) -> String {
@@ -173,7 +119,7 @@ fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
 
     // The handshake.
     let (status, body) = http(
-        &served.url,
+        &served.addr,
         "GET",
         "/channels/messenger/webhook?hub.mode=subscribe&hub.verify_token=let-me-in&hub.challenge=1158201444",
         &[],
@@ -181,7 +127,7 @@ fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
     );
     assert_eq!((status, body.as_str()), (200, "1158201444"));
     let (status, _) = http(
-        &served.url,
+        &served.addr,
         "GET",
         "/channels/messenger/webhook?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
         &[],
@@ -193,13 +139,23 @@ fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
     let payload =
         std::fs::read_to_string(root().join("tests/e2e/fixtures/messenger-text-message.json"))
             .unwrap();
-    let payload = payload.trim_end().as_bytes().to_vec();
+    // Sent now: Meta's sample dates from 2016, when the 24-hour window for replies has closed.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let old = payload.trim_end().replace("1134343043305865", "2016");
+    let payload = payload
+        .trim_end()
+        .replace("1472026867080", &now)
+        .into_bytes();
     let signed = [
         ("content-type", "application/json".to_string()),
         ("x-hub-signature-256", signature(&payload)),
     ];
     let (status, _) = http(
-        &served.url,
+        &served.addr,
         "POST",
         "/channels/messenger/webhook",
         &signed,
@@ -214,7 +170,7 @@ fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
 
     // Messenger redelivers: acknowledged again, processed once.
     let (status, _) = http(
-        &served.url,
+        &served.addr,
         "POST",
         "/channels/messenger/webhook",
         &signed,
@@ -235,7 +191,7 @@ fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
         .replace("hello world", "Mallory")
         .replace("mid.1472026867074:cfb5e1d4bde07a2a55", "mid.forged");
     let (status, _) = http(
-        &served.url,
+        &served.addr,
         "POST",
         "/channels/messenger/webhook",
         &signed,
@@ -243,7 +199,7 @@ fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
     );
     assert_eq!(status, 403);
     let (status, _) = http(
-        &served.url,
+        &served.addr,
         "POST",
         "/channels/messenger/webhook",
         &[("content-type", "application/json".to_string())],
@@ -253,9 +209,25 @@ fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sends(&graph).len(), 1);
 
+    // A message that arrives more than 24 hours after it was written: acknowledged, and the
+    // reply is not sent (Messenger would refuse it without a message tag).
+    let (status, _) = http(
+        &served.addr,
+        "POST",
+        "/channels/messenger/webhook",
+        &[
+            ("content-type", "application/json".to_string()),
+            ("x-hub-signature-256", signature(old.as_bytes())),
+        ],
+        old.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sends(&graph).len(), 1, "no reply outside the window");
+
     // An unknown channel is 404.
     let (status, _) = http(
-        &served.url,
+        &served.addr,
         "POST",
         "/channels/nope/webhook",
         &signed,

@@ -65,7 +65,7 @@ pub fn load_plugins(
         anyhow::bail!("the plugins directory {} does not exist", dir.display());
     }
     let host = PluginHost::new(
-        Arc::new(MemorySecrets::from_env()),
+        Arc::new(MemorySecrets::from_env()?),
         kv,
         HostConfig {
             // Compiled code is loaded as native code: its cache belongs to the operator (the
@@ -102,6 +102,7 @@ impl EffectHandler for Printer {
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
+        _last_user_at: Option<u64>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
             self.print(serde_json::json!({"send": {"user": conversation.user, "message": message, "key": key}}));

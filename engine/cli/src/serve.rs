@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use influxify_runtime::{Config, MigrationPolicy, Runtime};
-use influxify_server::{AppState, ChannelEffects};
+use influxify_server::{AppState, ChannelEffects, WebChat};
 use influxify_store::{DEFAULT_CACHE_BYTES, SledStore, Store};
 
 use crate::run::{open_plugins, read_flows};
@@ -41,8 +41,9 @@ async fn serve(
     let mut config = Config::new("default", entry);
     config.catalog = Some(catalog);
     let store: Arc<dyn Store> = Arc::new(sled);
-    let runtime =
-        Runtime::start(store, Arc::new(ChannelEffects::new(host.clone())), config).await?;
+    let webchat = Arc::new(WebChat::open(data)?);
+    let effects = ChannelEffects::new(host.clone()).with_webchat(webchat.clone());
+    let runtime = Runtime::start(store, Arc::new(effects), config).await?;
     runtime
         .publish(sources, Some(MigrationPolicy::Keep))
         .await?;
@@ -53,6 +54,7 @@ async fn serve(
     let app = influxify_server::router(AppState {
         runtime: runtime.clone(),
         plugins: host,
+        webchat,
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -720,6 +720,7 @@ impl<'a> FlowCompiler<'a> {
                     quick_replies: self.quick_replies(&m.quick_replies, &[]),
                     buttons: self.buttons(&m.buttons),
                     typing_ms: m.typing.map(|d| d.as_millis()),
+                    tag: m.tag,
                     next: self.required("next", kind, m.next.as_ref()),
                 }
             }

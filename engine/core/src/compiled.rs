@@ -213,6 +213,8 @@ pub enum Op {
         buttons: Vec<CompiledButton>,
         /// Typing indicator before each message, in milliseconds.
         typing_ms: Option<u64>,
+        /// The message tag for sends after the window for replies closed.
+        tag: Option<crate::model::MessageTag>,
         /// The next node.
         next: NodeIx,
     },

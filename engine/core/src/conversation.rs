@@ -238,6 +238,9 @@ pub struct Outbound {
     /// Show a typing indicator this long before sending, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typing_ms: Option<u64>,
+    /// The message tag that lets it go out after the window for replies closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// A rendered quick reply.

@@ -236,9 +236,39 @@ pub struct MessageNode {
     /// Show a typing indicator for this long before each message (e.g. `1500ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typing: Option<Duration>,
+    /// A message tag for sending outside the channel's window for replies (Messenger's 24
+    /// hours since the user's last message); without one such a send fails instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<MessageTag>,
     /// The node to continue at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+}
+
+/// Why a message may go out after the window for replies closed (Messenger's message tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MessageTag {
+    /// An update about a registered event.
+    ConfirmedEventUpdate,
+    /// An update about a purchase.
+    PostPurchaseUpdate,
+    /// A change to the user's account or application.
+    AccountUpdate,
+    /// A human agent answering within 7 days.
+    HumanAgent,
+}
+
+impl MessageTag {
+    /// The tag as channels spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageTag::ConfirmedEventUpdate => "CONFIRMED_EVENT_UPDATE",
+            MessageTag::PostPurchaseUpdate => "POST_PURCHASE_UPDATE",
+            MessageTag::AccountUpdate => "ACCOUNT_UPDATE",
+            MessageTag::HumanAgent => "HUMAN_AGENT",
+        }
+    }
 }
 
 /// `kind: ask`.

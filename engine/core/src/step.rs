@@ -561,6 +561,7 @@ impl<'a> Machine<'a> {
             quick_replies: Vec::with_capacity(quick_replies.len()),
             buttons: Vec::with_capacity(buttons.len()),
             typing_ms,
+            tag: None,
         };
         for reply in quick_replies {
             message.quick_replies.push(QuickReply {
@@ -662,6 +663,7 @@ impl<'a> Machine<'a> {
                 quick_replies,
                 buttons,
                 typing_ms,
+                tag,
                 next,
             } => {
                 for (i, text) in texts.iter().enumerate() {
@@ -671,7 +673,8 @@ impl<'a> Machine<'a> {
                     } else {
                         (&[][..], &[][..])
                     };
-                    let message = self.outbound(flow, text, q, b, *typing_ms)?;
+                    let mut message = self.outbound(flow, text, q, b, *typing_ms)?;
+                    message.tag = tag.map(|t| t.as_str().to_string());
                     self.effects.push(Effect::Send(message));
                 }
                 Next::Node(*next)

@@ -72,6 +72,56 @@ pub struct ServiceAccount {
     pub expires_at_ms: u64,
 }
 
+/// The scope a Google key file given without one is used with: the built-in `sheets` plugin's.
+pub const DEFAULT_GOOGLE_SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets.readonly";
+
+impl Secret {
+    /// A secret as an operator writes it: a JSON object with `kind` (`value`, `oauth`,
+    /// `service_account`) is that secret; Google's service-account key file (`"type":
+    /// "service_account"`) is a service account with [`DEFAULT_GOOGLE_SCOPE`] unless it names a
+    /// `scope`; anything else is a plain value (an API key).
+    pub fn parse(text: &str) -> Result<Secret, SecretError> {
+        let trimmed = text.trim();
+        if !trimmed.starts_with('{') {
+            return Ok(Secret::Value {
+                value: text.to_string(),
+            });
+        }
+        let object: serde_json::Value = serde_json::from_str(trimmed).map_err(|err| {
+            SecretError::Invalid(format!(
+                "a secret that starts with `{{` must be a JSON object (line {}, column {})",
+                err.line(),
+                err.column()
+            ))
+        })?;
+        if object.get("kind").is_some() {
+            return serde_json::from_value(object).map_err(|err| {
+                // serde's message may quote a value: only name what is missing or unknown.
+                let message = err.to_string();
+                SecretError::Invalid(
+                    if message.starts_with("missing field")
+                        || message.starts_with("unknown variant")
+                    {
+                        format!("not a usable secret: {message}")
+                    } else {
+                        "not a usable secret: a field has the wrong type".into()
+                    },
+                )
+            });
+        }
+        if object.get("type").and_then(|t| t.as_str()) == Some("service_account") {
+            let scope = object
+                .get("scope")
+                .and_then(|s| s.as_str())
+                .unwrap_or(DEFAULT_GOOGLE_SCOPE);
+            return ServiceAccount::from_key_file(trimmed, scope).map(Secret::ServiceAccount);
+        }
+        Err(SecretError::Invalid(
+            "a JSON secret needs a `kind` (`value`, `oauth` or `service_account`), or must be a Google service-account key file".into(),
+        ))
+    }
+}
+
 /// The fields of Google's service-account JSON key file that the host uses.
 #[derive(Deserialize)]
 struct KeyFile {
@@ -257,15 +307,17 @@ impl MemorySecrets {
     }
 
     /// A store with the secrets given as `INFLUXIFY_SECRET_<NAME>` environment variables: the
-    /// secret's name is `<name>` in lowercase.
-    pub fn from_env() -> Self {
+    /// secret's name is `<name>` in lowercase, its value read by [`Secret::parse`].
+    pub fn from_env() -> Result<Self, SecretError> {
         let store = MemorySecrets::new();
         for (key, value) in std::env::vars() {
             if let Some(name) = key.strip_prefix("INFLUXIFY_SECRET_") {
-                let _ = store.put(&name.to_ascii_lowercase(), Secret::Value { value });
+                let secret = Secret::parse(&value)
+                    .map_err(|err| SecretError::Invalid(format!("{key}: {err}")))?;
+                store.put(&name.to_ascii_lowercase(), secret)?;
             }
         }
-        store
+        Ok(store)
     }
 
     /// Adds a static secret.

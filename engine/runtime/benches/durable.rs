@@ -57,6 +57,7 @@ impl EffectHandler for Counter {
         _: &'a ConversationKey,
         _: &'a Outbound,
         _: &'a str,
+        _: Option<u64>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
             self.sent.fetch_add(1, Ordering::Relaxed);
@@ -299,6 +300,7 @@ async fn startup() {
                     paused: None,
                     updated_at: 0,
                     recent: Vec::new(),
+                    last_user_at: None,
                 };
                 let commit = TurnCommit {
                     conversation: key,

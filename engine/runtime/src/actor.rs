@@ -246,6 +246,7 @@ impl Runtime {
             paused: None,
             updated_at: now_ms(),
             recent: Vec::new(),
+            last_user_at: None,
         })
     }
 
@@ -271,6 +272,9 @@ impl Runtime {
             set_timers: Vec::new(),
             cancel_timers: Vec::new(),
         };
+        if let (Event::User(_), None) = (&inbound.event, &inbound.migration) {
+            record.last_user_at = Some(inbound.timestamp);
+        }
         if let Some(event) = event {
             let flows = self.inner.registry.flows(&record.version)?;
             let state = std::mem::replace(&mut record.state, ConversationState::new(""));
@@ -295,6 +299,7 @@ impl Runtime {
                             attempts: 0,
                             not_before: 0,
                             last_error: None,
+                            last_user_at: record.last_user_at,
                         });
                         step_index += 1;
                     }
@@ -408,7 +413,11 @@ impl Runtime {
                 }
                 let handler = &self.inner.effects;
                 let result = match &item.effect {
-                    Effect::Send(message) => handler.send(key, message, &idempotency).await,
+                    Effect::Send(message) => {
+                        handler
+                            .send(key, message, &idempotency, item.last_user_at)
+                            .await
+                    }
                     other => handler.notify(key, other, &idempotency).await,
                 };
                 match result {

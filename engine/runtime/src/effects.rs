@@ -42,12 +42,15 @@ impl EffectError {
 /// idempotency key `(conversation, turn, step)`: after a crash an effect may run again, and the
 /// receiver uses the key to drop the repeat.
 pub trait EffectHandler: Send + Sync + 'static {
-    /// Delivers a message to the user.
+    /// Delivers a message to the user. `last_user_at` is when the user last wrote (the
+    /// channel's clock, milliseconds since the Unix epoch), for channels that only take
+    /// replies within a window after it.
     fn send<'a>(
         &'a self,
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
+        last_user_at: Option<u64>,
     ) -> BoxFuture<'a, Result<(), EffectError>>;
 
     /// Calls a plugin action; returns its outcome and output.

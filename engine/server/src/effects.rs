@@ -10,16 +10,28 @@ use influxify_plugin_host::{Call, PluginError, PluginHost};
 use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
 use influxify_store::ConversationKey;
 
+use crate::webchat::{self, WebChat};
+
 /// Effects through the plugin host.
 #[derive(Debug, Clone)]
 pub struct ChannelEffects {
     plugins: Arc<PluginHost>,
+    webchat: Option<Arc<WebChat>>,
 }
 
 impl ChannelEffects {
     /// Effects through `plugins`.
     pub fn new(plugins: Arc<PluginHost>) -> Self {
-        ChannelEffects { plugins }
+        ChannelEffects {
+            plugins,
+            webchat: None,
+        }
+    }
+
+    /// Also delivers to the web chat channel.
+    pub fn with_webchat(mut self, webchat: Arc<WebChat>) -> Self {
+        self.webchat = Some(webchat);
+        self
     }
 }
 
@@ -31,7 +43,7 @@ fn effect_error(err: PluginError) -> EffectError {
     }
 }
 
-fn outbound(user: &str, message: &Outbound) -> OutboundMessage {
+fn outbound(user: &str, message: &Outbound, last_user_at: Option<u64>) -> OutboundMessage {
     OutboundMessage {
         user_id: user.to_string(),
         text: message.text.clone(),
@@ -56,8 +68,8 @@ fn outbound(user: &str, message: &Outbound) -> OutboundMessage {
         typing_ms: message
             .typing_ms
             .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX)),
-        tag: None,
-        last_user_message_ms: None,
+        tag: message.tag.clone(),
+        last_user_message_ms: last_user_at,
     }
 }
 
@@ -67,11 +79,18 @@ impl EffectHandler for ChannelEffects {
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
+        last_user_at: Option<u64>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
+            if let (Some(webchat), webchat::CHANNEL) =
+                (&self.webchat, conversation.channel.as_str())
+            {
+                webchat.deliver(&conversation.user, message, key).await;
+                return Ok(());
+            }
             let plugins = self.plugins.clone();
             let channel = conversation.channel.clone();
-            let message = outbound(&conversation.user, message);
+            let message = outbound(&conversation.user, message, last_user_at);
             let call = Call::new(Some(conversation.clone()), key);
             tokio::task::spawn_blocking(move || plugins.channel_send(&channel, &message, &call))
                 .await

@@ -81,6 +81,10 @@ pub struct StoredConversation {
     /// The last events applied, newest last, without their content (no message text).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<String>,
+    /// When the user last wrote, by the channel's clock (milliseconds since the Unix epoch):
+    /// channels such as Messenger only take replies within a window after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_user_at: Option<u64>,
 }
 
 /// An effect to run after its turn was committed.
@@ -103,6 +107,10 @@ pub struct OutboxItem {
     /// The last error, when an attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When the user last wrote before this effect was decided (see
+    /// [`StoredConversation::last_user_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_user_at: Option<u64>,
 }
 
 impl OutboxItem {

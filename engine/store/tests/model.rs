@@ -78,6 +78,7 @@ fn turn(
         paused: None,
         updated_at: turns,
         recent: vec![],
+        last_user_at: None,
     };
     TurnCommit {
         conversation: key.clone(),
@@ -85,6 +86,7 @@ fn turn(
         record,
         consumed,
         outbox: vec![OutboxItem {
+            last_user_at: None,
             conversation: key.clone(),
             turn: turns,
             step: 0,

@@ -202,6 +202,60 @@ fn service_account_keys_are_read_from_google_key_files_and_never_shown() {
     }
 }
 
+#[test]
+fn secrets_written_by_operators_are_read_by_their_shape() {
+    assert_eq!(
+        Secret::parse("sk-live-123").unwrap(),
+        Secret::Value {
+            value: "sk-live-123".into()
+        }
+    );
+    let oauth = Secret::parse(
+        r#"{"kind":"oauth","access_token":"ya29.a","refresh_token":"1//r","token_url":"https://oauth2.googleapis.com/token","client_id":"c"}"#,
+    )
+    .unwrap();
+    assert!(
+        matches!(&oauth, Secret::Oauth(t) if t.refresh_token == "1//r" && t.expires_at_ms == 0)
+    );
+    // Google's key file as downloaded: a service account with the Sheets read-only scope.
+    let file = serde_json::json!({
+        "type": "service_account",
+        "private_key": SA_PRIVATE_KEY,
+        "client_email": SA_EMAIL,
+    })
+    .to_string();
+    match Secret::parse(&file).unwrap() {
+        Secret::ServiceAccount(account) => {
+            assert_eq!(account.client_email, SA_EMAIL);
+            assert_eq!(
+                account.scope,
+                "https://www.googleapis.com/auth/spreadsheets.readonly"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Broken ones are refused without quoting what was given.
+    for (text, why) in [
+        (
+            r#"{"kind":"oauth","access_token":"ya29.leak"}"#,
+            "missing field",
+        ),
+        (
+            r#"{"kind":"oauth","access_token":7,"refresh_token":"1//leak","token_url":"u","client_id":"c"}"#,
+            "wrong type",
+        ),
+        (r#"{"kind":"magic","value":"x"}"#, "unknown variant"),
+        (r#"{"api_key":"leak"}"#, "needs a `kind`"),
+        (r#"{"kind": "oauth", leak"#, "JSON object"),
+    ] {
+        let err = Secret::parse(text).unwrap_err();
+        assert!(
+            matches!(&err, SecretError::Invalid(m) if m.contains(why) && !m.contains("leak")),
+            "{text}: {err:?}"
+        );
+    }
+}
+
 /// A line from the middle of the test account's private key.
 fn key_line() -> &'static str {
     SA_PRIVATE_KEY.lines().nth(5).unwrap()

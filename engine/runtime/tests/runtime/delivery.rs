@@ -500,3 +500,45 @@ async fn after_a_failed_flush_nothing_more_is_acknowledged() {
         "nothing acted on the unflushed turn"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_carry_when_the_user_last_wrote_even_after_a_timer() {
+    const FOLLOW_UP: &str = "
+id: follow
+start: ask
+nodes:
+  ask: { kind: ask, prompt: Order number?, store: order, next: wait }
+  wait: { kind: wait, for: 200ms, next: later }
+  later: { kind: message, text: 'Still there about {{ order }}?', tag: POST_PURCHASE_UPDATE, next: done }
+  done: { kind: end }
+";
+    let recorder = Arc::new(Recorder::default());
+    let runtime = runtime_with(
+        Arc::new(MemoryStore::new()),
+        recorder.clone(),
+        "follow",
+        &[("follow.yaml", FOLLOW_UP)],
+    )
+    .await;
+    runtime
+        .ingest(vec![message("ada", "m1", 1_000, "hi")])
+        .await
+        .unwrap();
+    runtime
+        .ingest(vec![message("ada", "m2", 2_000, "A-17")])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while recorder.texts("ada").len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        recorder.texts("ada"),
+        ["Order number?", "Still there about A-17?"]
+    );
+    // The prompt answered the first message; the timer's message still dates from the second.
+    assert_eq!(
+        *recorder.last_user.lock().unwrap(),
+        [Some(1_000), Some(2_000)]
+    );
+}

@@ -17,6 +17,8 @@ use influxify_store::{ConversationKey, Inbound, MemoryStore, Store};
 pub struct Recorder {
     /// (user, text, idempotency key) of every delivered message.
     pub sent: Mutex<Vec<(String, String, String)>>,
+    /// When the user last wrote, as handed to each delivered message.
+    pub last_user: Mutex<Vec<Option<u64>>>,
     /// Operator notifications: (user, effect kind).
     pub notes: Mutex<Vec<(String, String)>>,
     /// Plugin calls: (action, input, key).
@@ -45,6 +47,7 @@ impl EffectHandler for Recorder {
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
+        last_user_at: Option<u64>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
             if let Some(err) = self.send_failures.lock().unwrap().pop_front() {
@@ -55,6 +58,7 @@ impl EffectHandler for Recorder {
                 message.text.clone(),
                 key.to_string(),
             ));
+            self.last_user.lock().unwrap().push(last_user_at);
             Ok(())
         })
     }

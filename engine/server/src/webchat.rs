@@ -1,0 +1,451 @@
+//! The web chat channel, first-party because it holds live connections: a page (the playground,
+//! or a site that embeds the bot) opens a session and gets a user id with a signed token, posts
+//! the user's messages over HTTP, and receives the bot's replies as server-sent events while
+//! they are produced. Replies sent while no page listens wait in a short per-user buffer;
+//! reconnecting with `Last-Event-ID` replays what was missed.
+//!
+//! Routes: `POST /webchat/sessions`, `POST /webchat/messages` (bearer token),
+//! `GET /webchat/events` (bearer token, or `?token=` since `EventSource` cannot set headers).
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::stream::{self, Stream};
+use influxify_core::Event;
+use influxify_core::conversation::{Outbound, UserMessage};
+use influxify_runtime::clock::now_ms;
+use influxify_store::{ConversationKey, Inbound, Ingested};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::AppState;
+use crate::reply::{error, json};
+
+/// The channel name conversations on the web chat carry.
+pub const CHANNEL: &str = "webchat";
+
+/// Replies kept per user for a page that reconnects.
+const REPLAY: usize = 64;
+/// Users whose mailbox nobody listened to for this long are forgotten.
+const IDLE: Duration = Duration::from_secs(15 * 60);
+/// The longest message text accepted, in bytes.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// The longest quick-reply payload or client message id accepted, in bytes.
+const MAX_ID_BYTES: usize = 256;
+/// The longest typing indicator shown before a message.
+const MAX_TYPING: Duration = Duration::from_secs(5);
+
+/// One thing sent to a page: a message or a typing indicator.
+#[derive(Debug, Clone)]
+struct Delivery {
+    /// Position in the user's stream (the SSE event id).
+    seq: u64,
+    /// `message` or `typing`.
+    kind: &'static str,
+    /// The event's JSON.
+    data: String,
+    /// The effect's idempotency key, so that a repeated effect is shown once.
+    key: String,
+}
+
+struct Mailbox {
+    next: u64,
+    recent: VecDeque<Delivery>,
+    live: broadcast::Sender<Delivery>,
+    touched: Instant,
+}
+
+impl Mailbox {
+    fn new() -> Self {
+        Mailbox {
+            next: 1,
+            recent: VecDeque::new(),
+            live: broadcast::channel(REPLAY).0,
+            touched: Instant::now(),
+        }
+    }
+}
+
+/// Sessions and live reply streams of the web chat.
+pub struct WebChat {
+    key: hmac::Key,
+    users: Mutex<HashMap<String, Mailbox>>,
+}
+
+impl std::fmt::Debug for WebChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebChat").finish_non_exhaustive()
+    }
+}
+
+/// Why the web chat could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebChatError {
+    /// The session key file could not be read or written.
+    #[error("web chat session key {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The key file is not 32 bytes.
+    #[error("web chat session key {0} is damaged: it must hold 32 bytes")]
+    BadKey(String),
+    /// No randomness.
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// A new session: the user id and the token that proves it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Session {
+    /// The user id (the conversation's user on channel `webchat`).
+    pub user: String,
+    /// The bearer token for `/webchat/messages` and `/webchat/events`.
+    pub token: String,
+}
+
+impl WebChat {
+    /// A web chat signing session tokens with `key`.
+    pub fn with_key(key: &[u8]) -> Self {
+        WebChat {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A web chat whose session key lives in `dir/webchat.key` (created on first use), so that
+    /// tokens outlive restarts.
+    pub fn open(dir: &Path) -> Result<Self, WebChatError> {
+        let path = dir.join("webchat.key");
+        let io = |source| WebChatError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read(&path) {
+            Ok(key) if key.len() == 32 => return Ok(WebChat::with_key(&key)),
+            Ok(_) => return Err(WebChatError::BadKey(path.display().to_string())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io(err)),
+        }
+        let mut key = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut key)
+            .map_err(|_| WebChatError::Random)?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        write_private(&path, &key).map_err(io)?;
+        Ok(WebChat::with_key(&key))
+    }
+
+    /// Opens a session for a new user.
+    pub fn session(&self) -> Result<Session, WebChatError> {
+        let mut id = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut id)
+            .map_err(|_| WebChatError::Random)?;
+        let user: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let token = format!("{user}.{}", self.sign(&user));
+        Ok(Session { user, token })
+    }
+
+    fn sign(&self, user: &str) -> String {
+        let tag = hmac::sign(&self.key, format!("influxify-webchat:{user}").as_bytes());
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// The user a token belongs to, if it is genuine.
+    pub fn user_of(&self, token: &str) -> Option<String> {
+        let (user, signature) = token.split_once('.')?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        hmac::verify(
+            &self.key,
+            format!("influxify-webchat:{user}").as_bytes(),
+            &signature,
+        )
+        .ok()?;
+        Some(user.to_string())
+    }
+
+    /// Hands a bot message to the user's page (or its replay buffer). `key` is the effect's
+    /// idempotency key: a repeat is dropped.
+    pub async fn deliver(&self, user: &str, message: &Outbound, key: &str) {
+        if let Some(ms) = message.typing_ms.filter(|ms| *ms > 0) {
+            let typing = serde_json::json!({ "ms": ms }).to_string();
+            self.push(user, "typing", typing, &format!("{key}:typing"));
+            tokio::time::sleep(Duration::from_millis(ms).min(MAX_TYPING)).await;
+        }
+        let data = serde_json::json!({
+            "text": message.text,
+            "quick_replies": message.quick_replies,
+            "buttons": message.buttons,
+            "key": key,
+        });
+        self.push(user, "message", data.to_string(), key);
+    }
+
+    fn push(&self, user: &str, kind: &'static str, data: String, key: &str) {
+        let Ok(mut users) = self.users.lock() else {
+            return;
+        };
+        if users.len() > 10_000 {
+            users.retain(|_, m| m.live.receiver_count() > 0 || m.touched.elapsed() < IDLE);
+        }
+        let mailbox = users.entry(user.to_string()).or_insert_with(Mailbox::new);
+        if mailbox.recent.iter().any(|d| d.key == key) {
+            return;
+        }
+        let delivery = Delivery {
+            seq: mailbox.next,
+            kind,
+            data,
+            key: key.to_string(),
+        };
+        mailbox.next += 1;
+        mailbox.touched = Instant::now();
+        if mailbox.recent.len() == REPLAY {
+            mailbox.recent.pop_front();
+        }
+        mailbox.recent.push_back(delivery.clone());
+        let _ = mailbox.live.send(delivery);
+    }
+
+    /// What was sent after `after`, then everything sent from now on.
+    fn subscribe(
+        &self,
+        user: &str,
+        after: u64,
+    ) -> (VecDeque<Delivery>, broadcast::Receiver<Delivery>) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mailbox = users.entry(user.to_string()).or_insert_with(Mailbox::new);
+        mailbox.touched = Instant::now();
+        let missed = mailbox
+            .recent
+            .iter()
+            .filter(|d| d.seq > after)
+            .cloned()
+            .collect();
+        (missed, mailbox.live.subscribe())
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// The bearer token of a request: the `Authorization` header, or `?token=`.
+fn token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| query.get("token").map(String::as_str))
+}
+
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<String, Response> {
+    let Some(token) = token(headers, query) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "a web chat session token is required (`Authorization: Bearer TOKEN`); open a session with POST /webchat/sessions",
+        ));
+    };
+    state.webchat.user_of(token).ok_or_else(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "the web chat session token is not valid; open a new session with POST /webchat/sessions",
+        )
+    })
+}
+
+/// `POST /webchat/sessions`: a new user and its token.
+pub async fn open_session(State(state): State<AppState>) -> Response {
+    match state.webchat.session() {
+        Ok(session) => json(StatusCode::CREATED, &session),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+    }
+}
+
+/// What a page posts: a text, or a tapped quick reply or button (`payload`, with its title as
+/// `text`), and optionally its own id so that a retried post is processed once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostedMessage {
+    /// What the user typed (or the title of what they tapped).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The payload of a tapped quick reply or button.
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// The page's id for this message; a repeat of an id is not processed again.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// `POST /webchat/messages`: the user's message, acknowledged once durable.
+pub async fn post_message(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let user = match authenticate(&state, &headers, &query) {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == "application/json");
+    if !is_json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the message as JSON (`Content-Type: application/json`)",
+        );
+    }
+    let posted: PostedMessage = match serde_json::from_slice(&body) {
+        Ok(posted) => posted,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the message is not valid JSON of the form {{\"text\": \"...\"}}: {err}"),
+            );
+        }
+    };
+    if let Err(why) = check(&posted) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, &why);
+    }
+    let id = match posted.id {
+        Some(id) => format!("c:{id}"),
+        None => match state.webchat.session() {
+            // A fresh random id: the user part of a new session is 128 random bits.
+            Ok(fresh) => format!("s:{}", fresh.user),
+            Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+        },
+    };
+    let message = UserMessage {
+        text: posted.text,
+        payload: posted.payload,
+    };
+    let inbound = Inbound::new(
+        ConversationKey::new(CHANNEL, user),
+        id.clone(),
+        now_ms(),
+        Event::User(message),
+    );
+    match state.runtime.ingest(vec![inbound]).await {
+        Ok(ingested) => {
+            let duplicate = matches!(ingested.first(), Some(Ingested::Duplicate));
+            json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "id": id, "duplicate": duplicate }),
+            )
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "a web chat message could not be stored");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the message could not be stored; try again",
+            )
+        }
+    }
+}
+
+fn check(posted: &PostedMessage) -> Result<(), String> {
+    let text = posted.text.as_deref().unwrap_or("");
+    let payload = posted.payload.as_deref().unwrap_or("");
+    if text.trim().is_empty() && payload.is_empty() {
+        return Err("the message needs a `text` (or a `payload`)".into());
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!(
+            "the text is {} bytes long; at most {MAX_TEXT_BYTES} are accepted",
+            text.len()
+        ));
+    }
+    if payload.len() > MAX_ID_BYTES || posted.id.as_deref().unwrap_or("").len() > MAX_ID_BYTES {
+        return Err(format!(
+            "a `payload` or `id` may be at most {MAX_ID_BYTES} bytes long"
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /webchat/events`: the bot's replies as server-sent events (`message`, `typing`).
+pub async fn events(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match authenticate(&state, &headers, &query) {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (missed, live) = state.webchat.subscribe(&user, after);
+    Sse::new(stream_of(missed, live, after))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn stream_of(
+    missed: VecDeque<Delivery>,
+    live: broadcast::Receiver<Delivery>,
+    after: u64,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    stream::unfold(
+        (missed, live, after),
+        |(mut missed, mut live, mut last)| async move {
+            let delivery = loop {
+                if let Some(delivery) = missed.pop_front() {
+                    break delivery;
+                }
+                match live.recv().await {
+                    Ok(delivery) if delivery.seq > last => break delivery,
+                    Ok(_) => continue,
+                    // Too slow: end the stream; the page reconnects with Last-Event-ID and the
+                    // buffer replays what it missed.
+                    Err(_) => return None,
+                }
+            };
+            last = delivery.seq;
+            let event = SseEvent::default()
+                .id(delivery.seq.to_string())
+                .event(delivery.kind)
+                .data(delivery.data);
+            Some((Ok(event), (missed, live, last)))
+        },
+    )
+}

@@ -1,0 +1,150 @@
+//! The web chat channel through the real `influxify serve`: a page opens a session, posts
+//! messages and reads the bot's replies from the server-sent event stream; a retried post is
+//! processed once, users do not see each other's replies, a reconnecting page gets what it
+//! missed, and bad requests are refused with a clear error.
+
+use std::time::Duration;
+
+use crate::served::{WebChatUser, http, serve};
+
+const FLOW: &str = r#"
+id: hello
+start: ask_name
+nodes:
+  ask_name: { kind: ask, prompt: "Hi! What's your name?", store: name, next: greet }
+  greet: { kind: message, text: "Nice to meet you, {{ name }}.", typing: 200ms, next: echo }
+  echo:
+    kind: ask
+    prompt: Say something.
+    quick_replies: [{ title: Yes, payload: YES }, { title: No, payload: NO }]
+    store: said
+    next: said
+  said: { kind: message, text: "You said {{ said }}.", next: echo }
+"#;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_page_chats_with_the_bot_over_the_web_chat_channel() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("flows")).unwrap();
+    std::fs::write(work.path().join("flows/hello.yaml"), FLOW).unwrap();
+    let served = serve(work.path(), "hello", &work.path().join("plugins"), &[]);
+
+    let mut ada = WebChatUser::open(&served.addr);
+    ada.say("hi");
+    assert_eq!(ada.replies(1, WAIT), ["Hi! What's your name?"]);
+    ada.say("Ada");
+    // A typing indicator, then the message, then the next question with its quick replies.
+    let typing = ada.next_event(WAIT).unwrap();
+    assert_eq!(
+        (typing.event.as_str(), &typing.data["ms"]),
+        ("typing", &200.into())
+    );
+    assert_eq!(ada.replies(1, WAIT), ["Nice to meet you, Ada."]);
+    let question = ada.next_event(WAIT).unwrap();
+    assert_eq!(question.data["text"], "Say something.");
+    assert_eq!(question.data["quick_replies"][0]["payload"], "YES");
+
+    // A tapped quick reply, posted twice by a page that retried: processed once.
+    let tap = serde_json::json!({ "text": "Yes", "payload": "YES", "id": "tap-1" });
+    let (status, first) = ada.post(tap.clone());
+    assert_eq!((status, &first["duplicate"]), (202, &false.into()));
+    let (status, again) = ada.post(tap);
+    assert_eq!((status, &again["duplicate"]), (202, &true.into()));
+    assert_eq!(ada.replies(2, WAIT), ["You said Yes.", "Say something."]);
+    assert!(
+        ada.next_event(Duration::from_millis(800)).is_none(),
+        "the retried post was processed once"
+    );
+
+    // Another user has a conversation of their own; Ada's page sees none of it.
+    let mut bob = WebChatUser::open(&served.addr);
+    bob.say("hello");
+    assert_eq!(bob.replies(1, WAIT), ["Hi! What's your name?"]);
+    assert!(ada.next_event(Duration::from_millis(500)).is_none());
+
+    // A page that reconnects after the third event gets everything after it, in order.
+    ada.reconnect(Some("3"));
+    let first = ada.next_event(WAIT).unwrap();
+    assert_eq!(
+        (first.id.as_str(), &first.data["text"]),
+        ("4", &"Say something.".into())
+    );
+    assert_eq!(ada.replies(2, WAIT), ["You said Yes.", "Say something."]);
+
+    // Bad requests: refused with a clear error, and nothing is processed.
+    let token = ("authorization", format!("Bearer {}", ada.token));
+    let json = ("content-type", "application/json".to_string());
+    let forged = format!("Bearer {}{}", &bob.user, &ada.token[ada.user.len()..]);
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![json.clone()],
+            br#"{"text":"x"}"#.to_vec(),
+            401,
+            "token",
+        ),
+        (
+            vec![("authorization", forged), json.clone()],
+            br#"{"text":"x"}"#.to_vec(),
+            401,
+            "not valid",
+        ),
+        (
+            vec![token.clone()],
+            br#"{"text":"x"}"#.to_vec(),
+            415,
+            "JSON",
+        ),
+        (
+            vec![token.clone(), json.clone()],
+            b"{\"text\": ".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            vec![token.clone(), json.clone()],
+            br#"{"txt":"x"}"#.to_vec(),
+            400,
+            "unknown field",
+        ),
+        (
+            vec![token.clone(), json.clone()],
+            br#"{"text":"   "}"#.to_vec(),
+            422,
+            "needs a `text`",
+        ),
+        (
+            vec![token.clone(), json.clone()],
+            serde_json::json!({ "text": "x".repeat(5000) })
+                .to_string()
+                .into_bytes(),
+            422,
+            "at most 4096",
+        ),
+        (
+            vec![token.clone(), json.clone()],
+            vec![b' '; 2 * 1024 * 1024],
+            413,
+            "",
+        ),
+    ];
+    for (headers, body, status, why) in cases {
+        let (got, answer) = http(&served.addr, "POST", "/webchat/messages", &headers, &body);
+        assert_eq!(got, status, "{answer}");
+        assert!(answer.contains(why), "{status}: {answer}");
+    }
+    let (status, answer) = http(
+        &served.addr,
+        "GET",
+        "/webchat/events?token=nope.nope",
+        &[],
+        b"",
+    );
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        ada.next_event(Duration::from_millis(500)).is_none(),
+        "nothing was processed"
+    );
+}
