@@ -1,21 +1,34 @@
-//! A bot asks a real language model: `influxify run` with the built-in `openai` plugin against
-//! llama.cpp's OpenAI-compatible server (installed by `cargo xtask test`) serving SmolLM2-135M.
+//! A bot asks a real language model: `influxify serve` with the built-in `openai` and `consent`
+//! plugins against llama.cpp's OpenAI-compatible server (installed by `cargo xtask test`)
+//! serving SmolLM2-135M, chatting over the web chat channel. Only the user who consented to AI
+//! processing reaches the model.
 //! It asserts on the shape of the answers and on the flow's routing, not on clever content.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{KillOnDrop, built_plugins, free_port, influxify_in, root, stdout};
+use crate::served::{WebChatUser, serve};
+use crate::{KillOnDrop, built_plugins, free_port, root};
 
 const FLOW: &str = r#"
 id: ask
-start: consent
+start: ask_consent
 nodes:
-  consent:
+  ask_consent:
+    kind: ask
+    prompt: May an AI model answer your questions?
+    validate:
+      type: choice
+      choices:
+        - { title: "Yes", value: "yes" }
+        - { title: "No", value: "no" }
+    store: consent_answer
+    next: record
+  record:
     kind: plugin
     action: consent.record
-    input: { purpose: ai_processing, granted: true }
+    input: { purpose: ai_processing, granted: "{{ consent_answer == 'yes' }}" }
     on: { ok: question, error: failed }
   question:
     kind: ask
@@ -36,7 +49,7 @@ nodes:
       answer: "output.text | trim"
       reason: output.finish_reason
     retry: { attempts: 2, backoff: 1s }
-    on: { ok: structured, denied: failed, error: failed }
+    on: { ok: structured, denied: no_ai, error: failed }
   structured:
     kind: plugin
     action: openai.chat
@@ -56,6 +69,10 @@ nodes:
   reply:
     kind: message
     text: "ANSWER[{{ answer }}] REASON[{{ reason }}] CITY[{{ city }}]"
+    next: done
+  no_ai:
+    kind: message
+    text: "NO_AI"
     next: done
   failed:
     kind: message
@@ -162,7 +179,7 @@ fn install_openai(plugins: &Path, port: u16) {
 }
 
 #[test]
-fn a_flow_asks_a_real_model_and_routes_on_its_answer() {
+fn a_served_bot_asks_a_real_model_only_for_users_who_consented() {
     let server = start_server();
     let work = tempfile::tempdir().unwrap();
     let plugins = work.path().join("plugins");
@@ -170,41 +187,29 @@ fn a_flow_asks_a_real_model_and_routes_on_its_answer() {
     let flows = work.path().join("flows");
     std::fs::create_dir_all(&flows).unwrap();
     std::fs::write(flows.join("ask.yaml"), FLOW).unwrap();
-    let data = work.path().join("data");
-    let started = Instant::now();
-    let ran = influxify_in(
-        work.path(),
-        &[
-            "run",
-            "--data",
-            data.to_str().unwrap(),
-            "--flows",
-            "flows",
-            "--entry",
-            "ask",
-            "--plugins",
-            plugins.to_str().unwrap(),
-        ],
-        Some(
-            "{\"user\": \"ada\", \"id\": \"m1\", \"text\": \"hi\"}\n{\"user\": \"ada\", \"id\": \"m2\", \"text\": \"What colour is the sky on a clear day?\"}\n",
-        ),
+    let served = serve(work.path(), "ask", &plugins, &[]);
+    let wait = Duration::from_secs(60);
+
+    // Ada agrees: her question goes to the model, and the flow routes on its answer.
+    let mut ada = WebChatUser::open(&served.addr);
+    ada.say("hi");
+    assert_eq!(
+        ada.replies(1, wait),
+        ["May an AI model answer your questions?"]
     );
-    let out = stdout(&ran);
-    let errors = String::from_utf8_lossy(&ran.stderr);
-    assert!(ran.status.success(), "{out}\n{errors}");
-    let reply = out
-        .lines()
-        .find(|l| l.contains("ANSWER["))
-        .unwrap_or_else(|| panic!("the flow did not reach its reply: {out}\n{errors}"));
-    let line: serde_json::Value = serde_json::from_str(reply).unwrap();
-    let text = line["send"]["message"]["text"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(
+        ada.post(serde_json::json!({"text": "Yes", "payload": "yes"}))
+            .0,
+        202
+    );
+    assert_eq!(ada.replies(1, wait), ["Ask me anything."]);
+    let asked = Instant::now();
+    ada.say("What colour is the sky on a clear day?");
+    let text = ada.replies(1, wait).pop().unwrap_or_default();
     let answer = text
         .split("ANSWER[")
         .nth(1)
-        .unwrap()
+        .unwrap_or_else(|| panic!("the flow did not reach its reply: {text}"))
         .split("] REASON[")
         .next()
         .unwrap();
@@ -221,5 +226,22 @@ fn a_flow_asks_a_real_model_and_routes_on_its_answer() {
         !city.trim().is_empty(),
         "structured output mapped into a flow variable: {text}"
     );
-    eprintln!("LLM flow answered in {:?}: {text}", started.elapsed());
+    eprintln!("LLM flow answered in {:?}: {text}", asked.elapsed());
+
+    // Bob declines: the flow reaches the same node, and the engine takes its `denied` edge
+    // without calling the model.
+    let mut bob = WebChatUser::open(&served.addr);
+    bob.say("hi");
+    assert_eq!(
+        bob.replies(1, wait),
+        ["May an AI model answer your questions?"]
+    );
+    assert_eq!(
+        bob.post(serde_json::json!({"text": "No", "payload": "no"}))
+            .0,
+        202
+    );
+    assert_eq!(bob.replies(1, wait), ["Ask me anything."]);
+    bob.say("What colour is the sky on a clear day?");
+    assert_eq!(bob.replies(1, wait), ["NO_AI"]);
 }

@@ -3,12 +3,19 @@
 mod chat;
 mod crash;
 mod designer;
+/// The plugin host's test HTTP server, for fake services (Graph API, Sheets, token endpoints).
+#[path = "../../engine/plugin-host/tests/support/http.rs"]
+mod http_server;
 mod llm;
 mod plugin;
 mod run;
 mod schema;
 mod serve;
 mod served;
+mod sheets;
+/// A fake Google Sheets API and OAuth token endpoint (shared with the plugin host's tests).
+#[path = "../../engine/plugin-host/tests/builtin/server.rs"]
+mod sheets_server;
 mod validate;
 mod webchat;
 

@@ -10,10 +10,7 @@ use hmac::{Mac, digest::KeyInit};
 use crate::served::{Served, http, serve};
 use crate::{built_plugins, root};
 
-#[path = "../../engine/plugin-host/tests/support/http.rs"]
-mod http_server;
-
-use http_server::{HttpServer, Response};
+use crate::http_server::{HttpServer, Response};
 
 const FLOW: &str = r#"
 id: hello
