@@ -2,6 +2,7 @@
 
 mod chat;
 mod crash;
+mod demo;
 mod designer;
 /// The plugin host's test HTTP server, for fake services (Graph API, Sheets, token endpoints).
 #[path = "../../engine/plugin-host/tests/support/http.rs"]

@@ -28,6 +28,27 @@ fn printed_schemas_match_the_committed_files() {
         committed("plugin.schema.json"),
         "run `cargo xtask schemas`"
     );
+    let config = influxify(&["schema", "config"], None);
+    assert_eq!(
+        stdout(&config),
+        committed("config.schema.json"),
+        "run `cargo xtask schemas`"
+    );
+}
+
+#[test]
+fn the_shipped_server_configuration_validates_against_its_schema() {
+    let validator = validator("config.schema.json");
+    let value: serde_json::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("influxify.toml")).unwrap()).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let broken: serde_json::Value =
+        toml::from_str("[server]\naddr = 8080\n[store]\nlocation = \"x\"\n").unwrap();
+    assert!(!validator.is_valid(&broken));
 }
 
 #[test]

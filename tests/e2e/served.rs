@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::{KillOnDrop, free_port};
 
+/// The key that seals the test servers' secrets.
+pub const MASTER_KEY: &str = "6b6579206f6620746865207465737420736572766572732c206e6f7420612073";
+
 /// The served process, stopped when dropped.
 pub struct Served {
     _process: KillOnDrop,
@@ -20,15 +23,28 @@ pub struct Served {
 /// of `plugins`, data in `work/data`, and `env` set; returns once it accepts connections.
 pub fn serve(work: &Path, entry: &str, plugins: &Path, env: &[(&str, &str)]) -> Served {
     std::fs::create_dir_all(plugins).unwrap();
+    let args = [
+        "--data".into(),
+        work.join("data").into_os_string(),
+        "--flows".into(),
+        work.join("flows").into_os_string(),
+        "--entry".into(),
+        entry.into(),
+        "--plugins".into(),
+        plugins.as_os_str().to_owned(),
+    ];
+    serve_with(&args, env)
+}
+
+/// Starts `influxify serve --addr 127.0.0.1:PORT args...` with `env` set; returns once it
+/// accepts connections.
+pub fn serve_with(args: &[std::ffi::OsString], env: &[(&str, &str)]) -> Served {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_influxify"));
     command
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(work.join("data"))
-        .arg("--flows")
-        .arg(work.join("flows"))
-        .args(["--entry", entry, "--plugins"])
-        .arg(plugins)
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .env("INFLUXIFY_MASTER_KEY", MASTER_KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     for (k, v) in env {
@@ -104,7 +120,18 @@ pub struct WebChatUser {
 impl WebChatUser {
     /// Opens a session and its event stream.
     pub fn open(addr: &str) -> Self {
-        let (status, body) = http(addr, "POST", "/webchat/sessions", &[], b"");
+        Self::open_with(addr, b"")
+    }
+
+    /// Opens a session with `request` as the body (e.g. a profile), and its event stream.
+    pub fn open_with(addr: &str, request: &[u8]) -> Self {
+        let (status, body) = http(
+            addr,
+            "POST",
+            "/webchat/sessions",
+            &[("content-type", "application/json".into())],
+            request,
+        );
         assert_eq!(status, 201, "{body}");
         let session: serde_json::Value = serde_json::from_str(&body).unwrap();
         let token = session["token"].as_str().unwrap().to_string();

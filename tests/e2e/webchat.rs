@@ -11,7 +11,7 @@ const FLOW: &str = r#"
 id: hello
 start: ask_name
 nodes:
-  ask_name: { kind: ask, prompt: "Hi! What's your name?", store: name, next: greet }
+  ask_name: { kind: ask, prompt: "Hi {{ user.first_name | default('there') }}! What's your name?", store: name, next: greet }
   greet: { kind: message, text: "Nice to meet you, {{ name }}.", typing: 200ms, next: echo }
   echo:
     kind: ask
@@ -33,7 +33,7 @@ fn a_page_chats_with_the_bot_over_the_web_chat_channel() {
 
     let mut ada = WebChatUser::open(&served.addr);
     ada.say("hi");
-    assert_eq!(ada.replies(1, WAIT), ["Hi! What's your name?"]);
+    assert_eq!(ada.replies(1, WAIT), ["Hi there! What's your name?"]);
     ada.say("Ada");
     // A typing indicator, then the message, then the next question with its quick replies.
     let typing = ada.next_event(WAIT).unwrap();
@@ -59,9 +59,10 @@ fn a_page_chats_with_the_bot_over_the_web_chat_channel() {
     );
 
     // Another user has a conversation of their own; Ada's page sees none of it.
-    let mut bob = WebChatUser::open(&served.addr);
+    // Bob's page knows his name: the flow reads it as `user.first_name`.
+    let mut bob = WebChatUser::open_with(&served.addr, br#"{"profile": {"first_name": "Bob"}}"#);
     bob.say("hello");
-    assert_eq!(bob.replies(1, WAIT), ["Hi! What's your name?"]);
+    assert_eq!(bob.replies(1, WAIT), ["Hi Bob! What's your name?"]);
     assert!(ada.next_event(Duration::from_millis(500)).is_none());
 
     // A page that reconnects after the third event gets everything after it, in order.

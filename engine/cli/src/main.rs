@@ -90,25 +90,29 @@ enum Command {
         #[arg(long)]
         plugins: Option<PathBuf>,
     },
-    /// Serve the bot over HTTP: channel webhooks at `/channels/{channel}/webhook`, replies
-    /// through the channel plugins, on the embedded store.
+    /// Serve the bot over HTTP: channel webhooks, the web chat, the admin API, metrics and the
+    /// playground, on the embedded store. Settings come from `influxify.toml` (in the working
+    /// directory, or `--config`); the flags below override it.
     Serve {
-        /// Where to listen.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: std::net::SocketAddr,
-        /// The data directory of the embedded store.
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
-        /// The directory of the bot's flows.
+        /// The configuration file (default: `influxify.toml` if present).
         #[arg(long)]
-        flows: PathBuf,
+        config: Option<PathBuf>,
+        /// Where to listen (default 127.0.0.1:8080).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// The data directory of the embedded store (default `data`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The directory of the bot's flows (default `flows`).
+        #[arg(long)]
+        flows: Option<PathBuf>,
         /// The flow new conversations start in.
         #[arg(long)]
-        entry: String,
-        /// The plugins directory (channels among them). Secrets come from
-        /// `INFLUXIFY_SECRET_<NAME>`.
+        entry: Option<String>,
+        /// The plugins directory (default `dist/plugins`). Secrets come from
+        /// `INFLUXIFY_SECRET_<NAME>` or the admin API.
         #[arg(long)]
-        plugins: PathBuf,
+        plugins: Option<PathBuf>,
     },
     /// Write, test and inspect plugins.
     Plugin {
@@ -172,6 +176,8 @@ enum SchemaKind {
     Test,
     /// Plugin manifests (`plugin.toml`).
     Plugin,
+    /// The server's configuration (`influxify.toml`).
+    Config,
 }
 
 fn main() -> ExitCode {
@@ -194,12 +200,20 @@ fn main() -> ExitCode {
             plugins,
         } => run::run(&data, &flows, &entry, plugins.as_deref()),
         Command::Serve {
+            config,
             addr,
             data,
             flows,
             entry,
             plugins,
-        } => serve::run(addr, &data, &flows, &entry, &plugins),
+        } => serve::run(serve::Overrides {
+            config,
+            addr,
+            data,
+            flows,
+            entry,
+            plugins,
+        }),
         Command::Plugin { command } => match command {
             PluginCommand::New { name, dir, sdk } => {
                 plugin::new(&name, dir.as_deref(), sdk.as_deref())

@@ -100,6 +100,23 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// The kind of failure, one word (`timeout`, `trap`, ...), for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Load { .. } => "load",
+            PluginError::Unknown(_) => "unknown_action",
+            PluginError::Timeout(_) => "timeout",
+            PluginError::OutOfMemory(_) => "out_of_memory",
+            PluginError::OutputTooLarge { .. } => "output_too_large",
+            PluginError::Trap { .. } => "trap",
+            PluginError::Busy => "busy",
+            PluginError::InvalidInput(_) => "invalid_input",
+            PluginError::Retryable(_) => "retryable",
+            PluginError::Permanent(_) => "permanent",
+            PluginError::Misconfigured(_) => "misconfigured",
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

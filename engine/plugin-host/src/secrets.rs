@@ -320,6 +320,14 @@ impl MemorySecrets {
         Ok(store)
     }
 
+    /// The names of the secrets held.
+    pub fn names(&self) -> Vec<String> {
+        self.secrets
+            .read()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Adds a static secret.
     pub fn with(self, name: &str, value: &str) -> Self {
         let _ = self.put(

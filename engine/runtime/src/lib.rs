@@ -208,6 +208,12 @@ impl Runtime {
         self.inner.commit.flush_micros()
     }
 
+    /// Why the runtime stopped accepting writes (a flush failed), if it did: it must be
+    /// restarted.
+    pub fn broken(&self) -> Option<String> {
+        self.inner.commit.broken()
+    }
+
     /// The flow versions.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry

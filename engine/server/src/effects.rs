@@ -3,6 +3,7 @@
 //! logged.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use influxify_core::conversation::{Effect, Outbound};
 use influxify_plugin_host::channel_types::{Button, OutboundMessage, QuickReply};
@@ -10,6 +11,7 @@ use influxify_plugin_host::{Call, PluginError, PluginHost};
 use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
 use influxify_store::ConversationKey;
 
+use crate::metrics::Metrics;
 use crate::webchat::{self, WebChat};
 
 /// Effects through the plugin host.
@@ -17,6 +19,7 @@ use crate::webchat::{self, WebChat};
 pub struct ChannelEffects {
     plugins: Arc<PluginHost>,
     webchat: Option<Arc<WebChat>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ChannelEffects {
@@ -25,6 +28,19 @@ impl ChannelEffects {
         ChannelEffects {
             plugins,
             webchat: None,
+            metrics: None,
+        }
+    }
+
+    /// Also counts plugin calls in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn record(&self, plugin: &str, result: Result<&str, &PluginError>, started: Instant) {
+        if let Some(metrics) = &self.metrics {
+            metrics.plugin_call(plugin, result.map_err(|e| e.kind()), started.elapsed());
         }
     }
 
@@ -92,11 +108,18 @@ impl EffectHandler for ChannelEffects {
             let channel = conversation.channel.clone();
             let message = outbound(&conversation.user, message, last_user_at);
             let call = Call::new(Some(conversation.clone()), key);
-            tokio::task::spawn_blocking(move || plugins.channel_send(&channel, &message, &call))
-                .await
-                .map_err(|err| EffectError::retryable(err.to_string()))?
-                .map(|_| ())
-                .map_err(effect_error)
+            let started = Instant::now();
+            let sent = tokio::task::spawn_blocking(move || {
+                plugins.channel_send(&channel, &message, &call)
+            })
+            .await
+            .map_err(|err| EffectError::retryable(err.to_string()))?;
+            self.record(
+                &conversation.channel,
+                sent.as_ref().map(|_| "sent"),
+                started,
+            );
+            sent.map(|_| ()).map_err(effect_error)
         })
     }
 
@@ -110,12 +133,19 @@ impl EffectHandler for ChannelEffects {
         Box::pin(async move {
             let plugins = self.plugins.clone();
             let call = Call::new(Some(conversation.clone()), key);
+            let plugin = action.split('.').next().unwrap_or(action).to_string();
             let (action, input) = (action.to_string(), input.to_string());
-            let invocation =
+            let started = Instant::now();
+            let invoked =
                 tokio::task::spawn_blocking(move || plugins.invoke(&action, &input, &call))
                     .await
-                    .map_err(|err| EffectError::retryable(err.to_string()))?
-                    .map_err(effect_error)?;
+                    .map_err(|err| EffectError::retryable(err.to_string()))?;
+            self.record(
+                &plugin,
+                invoked.as_ref().map(|i| i.outcome.as_str()),
+                started,
+            );
+            let invocation = invoked.map_err(effect_error)?;
             let output = serde_json::from_str(&invocation.output).unwrap_or_default();
             Ok((invocation.outcome, output))
         })

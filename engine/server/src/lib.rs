@@ -8,8 +8,12 @@
 //! Status: the first piece of `influxify serve` (issue 6 brings configuration, the admin API,
 //! metrics, privacy operations and the playground).
 
+pub mod config;
 mod effects;
+mod files;
+pub mod metrics;
 mod reply;
+pub mod secrets;
 pub mod webchat;
 mod webhook;
 
@@ -20,11 +24,11 @@ use axum::routing::{get, post};
 use influxify_plugin_host::PluginHost;
 use influxify_runtime::Runtime;
 
-pub use effects::ChannelEffects;
-pub use webchat::WebChat;
+use crate::config::ServerSettings;
 
-/// The largest webhook body accepted, in bytes (Messenger batches stay far below).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub use effects::ChannelEffects;
+pub use metrics::Metrics;
+pub use webchat::WebChat;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -35,19 +39,55 @@ pub struct AppState {
     pub plugins: Arc<PluginHost>,
     /// The web chat channel's sessions and reply streams.
     pub webchat: Arc<WebChat>,
+    /// The server's measurements.
+    pub metrics: Arc<Metrics>,
 }
 
-/// The routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The routes, with the body limit and request timeout of `settings`.
+pub fn router(state: AppState, settings: &ServerSettings) -> Router {
+    let timeout = settings.request_timeout.std();
+    let bounded = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::metrics))
         .route(
             "/channels/{channel}/webhook",
             get(webhook::verify).post(webhook::receive),
         )
         .route("/webchat/sessions", post(webchat::open_session))
         .route("/webchat/messages", post(webchat::post_message))
-        .route("/webchat/events", get(webchat::events))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(timeout, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => reply::error(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "the request took too long; try again",
+                    ),
+                }
+            },
+        ));
+    // The event stream stays open as long as the page listens.
+    let streams = Router::new().route("/webchat/events", get(webchat::events));
+    bounded
+        .merge(streams)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            settings.body_limit_bytes,
+        ))
         .with_state(state)
+}
+
+/// `GET /readyz`: ready while the runtime accepts writes.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.runtime.broken() {
+        None => (axum::http::StatusCode::OK, "ready").into_response(),
+        Some(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}"),
+        )
+            .into_response(),
+    }
 }

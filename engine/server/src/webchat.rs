@@ -146,7 +146,7 @@ impl WebChat {
             .fill(&mut key)
             .map_err(|_| WebChatError::Random)?;
         std::fs::create_dir_all(dir).map_err(io)?;
-        write_private(&path, &key).map_err(io)?;
+        crate::files::write_private(&path, &key).map_err(io)?;
         Ok(WebChat::with_key(&key))
     }
 
@@ -241,23 +241,6 @@ impl WebChat {
     }
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
-}
-
 /// The bearer token of a request: the `Authorization` header, or `?token=`.
 fn token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
     headers
@@ -286,12 +269,70 @@ fn authenticate(
     })
 }
 
-/// `POST /webchat/sessions`: a new user and its token.
-pub async fn open_session(State(state): State<AppState>) -> Response {
-    match state.webchat.session() {
-        Ok(session) => json(StatusCode::CREATED, &session),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+/// What a page may say about its user when it opens a session.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// Profile fields the flows read as `user.*` (e.g. `first_name`): short strings only.
+    #[serde(default)]
+    pub profile: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The most profile fields a page may set, and their longest value in bytes.
+const MAX_PROFILE_FIELDS: usize = 16;
+
+/// `POST /webchat/sessions`: a new user and its token; an optional JSON body
+/// `{"profile": {"first_name": "Ada"}}` sets what flows read as `user.*`.
+pub async fn open_session(State(state): State<AppState>, body: Bytes) -> Response {
+    let request: SessionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SessionRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(err) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "the session request is not valid JSON of the form {{\"profile\": {{\"first_name\": \"...\"}}}}: {err}"
+                    ),
+                );
+            }
+        }
+    };
+    let bad_field = request
+        .profile
+        .iter()
+        .find(|(k, v)| k.len() > 64 || v.as_str().is_none_or(|s| s.len() > MAX_ID_BYTES));
+    if request.profile.len() > MAX_PROFILE_FIELDS || bad_field.is_some() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!(
+                "a profile has at most {MAX_PROFILE_FIELDS} fields, each a string of at most {MAX_ID_BYTES} bytes"
+            ),
+        );
     }
+    let session = match state.webchat.session() {
+        Ok(session) => session,
+        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+    };
+    if !request.profile.is_empty() {
+        let inbound = Inbound::new(
+            ConversationKey::new(CHANNEL, session.user.clone()),
+            "profile",
+            now_ms(),
+            Event::Profile {
+                profile: request.profile,
+            },
+        );
+        if let Err(err) = state.runtime.ingest(vec![inbound]).await {
+            tracing::error!(error = %err, "a web chat profile could not be stored");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session could not be stored; try again",
+            );
+        }
+    }
+    json(StatusCode::CREATED, &session)
 }
 
 /// What a page posts: a text, or a tapped quick reply or button (`payload`, with its title as
@@ -317,6 +358,7 @@ pub async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
     let user = match authenticate(&state, &headers, &query) {
         Ok(user) => user,
         Err(refused) => return refused,
@@ -363,6 +405,7 @@ pub async fn post_message(
     );
     match state.runtime.ingest(vec![inbound]).await {
         Ok(ingested) => {
+            state.metrics.ingest_latency.observe(started.elapsed());
             let duplicate = matches!(ingested.first(), Some(Ingested::Duplicate));
             json(
                 StatusCode::ACCEPTED,

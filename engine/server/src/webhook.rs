@@ -86,12 +86,19 @@ pub async fn receive(
     if !is_channel(&state, &channel) {
         return text(StatusCode::NOT_FOUND, format!("no channel `{channel}`"));
     }
+    let started = std::time::Instant::now();
     let request = request("POST", query, &headers, &body);
     let (plugins, name) = (state.plugins.clone(), channel.clone());
     let parsed = tokio::task::spawn_blocking(move || plugins.channel_parse(&name, &request)).await;
     let events = match parsed {
         Ok(Ok(events)) => events,
-        Ok(Err(err)) => return failure(&err),
+        Ok(Err(err)) => {
+            state
+                .metrics
+                .webhook_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return failure(&err);
+        }
         Err(err) => return text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
     let inbound: Vec<Inbound> = events
@@ -102,7 +109,10 @@ pub async fn receive(
         return text(StatusCode::OK, "ok");
     }
     match state.runtime.ingest(inbound).await {
-        Ok(_) => text(StatusCode::OK, "ok"),
+        Ok(_) => {
+            state.metrics.ingest_latency.observe(started.elapsed());
+            text(StatusCode::OK, "ok")
+        }
         Err(err) => {
             tracing::error!(channel, error = %err, "webhook events could not be stored; the channel will redeliver");
             text(StatusCode::SERVICE_UNAVAILABLE, "try again")

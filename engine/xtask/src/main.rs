@@ -3,6 +3,11 @@
 //! - `cargo xtask test`: sets up what the tests need on a fresh machine (the wasm32-wasip2
 //!   target; a real OpenAI-compatible server, llama.cpp's, with a small model), then runs every
 //!   test.
+//! - `cargo xtask serve [ARGS]`: builds the built-in plugins (`plugins`), then runs
+//!   `influxify serve ARGS` with the repository's `influxify.toml`: the demo bot on the embedded
+//!   store at http://127.0.0.1:8080 (the playground at `/playground`).
+//! - `cargo xtask plugins`: builds the built-in plugins for wasm32-wasip2 and installs them, each
+//!   with its manifest and files, in `dist/plugins/`.
 //! - `cargo xtask ci`: formatting and lint checks, then `test` (what `.ci/run` runs).
 //! - `cargo xtask schemas`: regenerates the committed JSON Schemas in `schemas/`.
 //! - `cargo xtask llm`: installs the local OpenAI-compatible server and its model (done by
@@ -17,13 +22,15 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
         "test" => test(),
+        "plugins" => plugins(),
+        "serve" => serve(std::env::args().skip(2).collect()),
         "ci" => ci(),
         "schemas" => schemas(),
         "llm" => llm::setup().map(|(python, model)| {
             println!("python: {}\nmodel: {}", python.display(), model.display());
         }),
         _ => Err(format!(
-            "unknown task `{task}`; use one of: test, ci, schemas, llm"
+            "unknown task `{task}`; use one of: serve, plugins, test, ci, schemas, llm"
         )),
     };
     match result {
@@ -63,6 +70,74 @@ fn setup() -> Result<(), String> {
     let mut target = Command::new("rustup");
     target.args(["target", "add", "wasm32-wasip2"]);
     run(target)
+}
+
+/// The plugins `influxify serve` loads by default.
+const BUILTIN_PLUGINS: [&str; 4] = ["messenger", "openai", "sheets", "consent"];
+
+/// Builds the built-in plugins and installs them in `dist/plugins/<name>/`: the manifest, the
+/// component, and the files the manifest's settings name (`@file:`).
+fn plugins() -> Result<(), String> {
+    setup()?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--locked",
+    ]);
+    for name in BUILTIN_PLUGINS {
+        build.args(["-p", name]);
+    }
+    // The plugins' own workspace, target directory and flags (as the tests build them).
+    build.env_remove("CARGO_TARGET_DIR").env_remove("RUSTFLAGS");
+    run(build)?;
+    let built = root().join("plugins/target/wasm32-wasip2/release");
+    for name in BUILTIN_PLUGINS {
+        let source = root().join("plugins").join(name);
+        let dest = root().join("dist/plugins").join(name);
+        std::fs::create_dir_all(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        let wasm = format!("{name}.wasm");
+        copy(&built.join(&wasm), &dest.join(&wasm))?;
+        let entries =
+            std::fs::read_dir(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let wanted = file == "plugin.toml"
+                || [".csv", ".json", ".txt"]
+                    .iter()
+                    .any(|ext| file.ends_with(ext));
+            if path.is_file() && wanted {
+                copy(&path, &dest.join(&file))?;
+            }
+        }
+    }
+    eprintln!(
+        "xtask: installed {} in {}",
+        BUILTIN_PLUGINS.join(", "),
+        root().join("dist/plugins").display()
+    );
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+/// Builds the built-in plugins, then serves the demo bot (`influxify.toml`).
+fn serve(args: Vec<String>) -> Result<(), String> {
+    plugins()?;
+    let mut serve = cargo();
+    serve
+        .args(["run", "--locked", "-p", "influxify-cli", "--", "serve"])
+        .args(args);
+    run(serve)
 }
 
 fn test() -> Result<(), String> {
@@ -136,6 +211,7 @@ fn schemas() -> Result<(), String> {
         ("flow", "flow.schema.json"),
         ("test", "flow-test.schema.json"),
         ("plugin", "plugin.schema.json"),
+        ("config", "config.schema.json"),
     ] {
         let output = cargo()
             .args([
