@@ -46,7 +46,34 @@ impl Runtime {
                 )));
             }
         }
-        self.ingest_checked(events).await
+        // Restricted conversations: acknowledged, never stored.
+        let restricted: Vec<bool> = match self.inner.restricted.lock() {
+            Ok(set) if !set.is_empty() => events
+                .iter()
+                .map(|e| set.contains(&e.conversation))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !restricted.contains(&true) {
+            return self.ingest_checked(events).await;
+        }
+        let kept: Vec<Inbound> = events
+            .into_iter()
+            .zip(&restricted)
+            .filter(|(_, r)| !**r)
+            .map(|(e, _)| e)
+            .collect();
+        let mut results = self.ingest_checked(kept).await?.into_iter();
+        Ok(restricted
+            .iter()
+            .map(|r| {
+                if *r {
+                    Ingested::Restricted
+                } else {
+                    results.next().unwrap_or(Ingested::Duplicate)
+                }
+            })
+            .collect())
     }
 
     /// Ingests events already checked (or made by the runtime itself, such as migrations).
@@ -102,6 +129,7 @@ impl Runtime {
             match result {
                 Ingested::New(_) => self.inner.stats.ingested.fetch_add(1, Ordering::Relaxed),
                 Ingested::Duplicate => self.inner.stats.duplicates.fetch_add(1, Ordering::Relaxed),
+                Ingested::Restricted => 0,
             };
         }
         Ok(results)

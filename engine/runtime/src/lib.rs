@@ -20,6 +20,7 @@ pub mod clock;
 pub mod commit;
 pub mod effects;
 mod ingest;
+pub mod privacy;
 mod timers;
 pub mod versions;
 
@@ -139,6 +140,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     /// Conversations whose writer runs, with whether new work arrived meanwhile.
     pub(crate) running: Mutex<HashMap<ConversationKey, bool>>,
+    /// Conversations whose processing the user restricted (few; also in the store).
+    pub(crate) restricted: Mutex<HashSet<ConversationKey>>,
     /// Plugin calls under way: (conversation, turn, step).
     pub(crate) in_flight: Mutex<HashSet<(ConversationKey, u64, u32)>>,
     pub(crate) timer_wake: Notify,
@@ -168,6 +171,7 @@ impl Runtime {
                 effects,
                 config,
                 running: Mutex::new(HashMap::new()),
+                restricted: Mutex::new(store.restricted()?.into_iter().collect()),
                 in_flight: Mutex::new(HashSet::new()),
                 timer_wake: Notify::new(),
                 stopping: AtomicBool::new(false),

@@ -11,7 +11,7 @@ mod sled_store;
 pub use keys::{ConversationKey, PARTITIONS};
 pub use kv::{KvScope, KvWrite, PluginKv};
 pub use memory::MemoryStore;
-pub use port::{Applied, Place, Result, Store, StoreError, Write};
+pub use port::{Applied, Erasure, Place, Result, Store, StoreError, Write};
 pub use record::{
     FlowVersion, Inbound, Ingested, Migration, OutboxItem, StoredConversation, Timer, TurnCommit,
 };

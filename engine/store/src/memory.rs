@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::keys::ConversationKey;
-use crate::port::{Applied, Place, Result, Store, StoreError, Write};
+use crate::port::{Applied, Erasure, Place, Result, Store, StoreError, Write};
 use crate::record::{
     FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
 };
@@ -15,7 +15,9 @@ struct State {
     conversations: BTreeMap<ConversationKey, StoredConversation>,
     inbox: BTreeMap<(ConversationKey, u64), Inbound>,
     /// (partition, channel, provider id), as sled keeps it: dedup never crosses partitions.
-    dedup: BTreeSet<(u16, String, String)>,
+    /// With when each was ingested (the test clock: the sequence number).
+    dedup: BTreeMap<(u16, String, String), u64>,
+    restricted: BTreeSet<ConversationKey>,
     outbox: BTreeMap<(ConversationKey, u64, u32), OutboxItem>,
     /// Ordered like sled's timer keys: due time, then the encoded conversation key.
     timers: BTreeSet<(u64, Vec<u8>, u64, ConversationKey)>,
@@ -36,13 +38,16 @@ impl State {
                 Applied::Committed
             }
             Write::Turn { events, commits } => {
-                if events.iter().any(|e| self.dedup.contains(&dedup_key(e))) {
+                if events
+                    .iter()
+                    .any(|e| self.dedup.contains_key(&dedup_key(e)))
+                {
                     return Applied::Turned(None);
                 }
                 let mut seqs = Vec::with_capacity(events.len());
                 for event in events {
-                    self.dedup.insert(dedup_key(event));
                     self.next_seq += 1;
+                    self.dedup.insert(dedup_key(event), now_ms());
                     seqs.push(self.next_seq);
                 }
                 for commit in commits {
@@ -93,7 +98,46 @@ impl State {
                 self.ingest(event);
                 Applied::Fired(true)
             }
+            Write::Erase { conversation } => Applied::Erased(self.erase(conversation)),
+            Write::Restrict {
+                conversation,
+                restricted,
+            } => {
+                if *restricted {
+                    self.restricted.insert(conversation.clone());
+                } else {
+                    self.restricted.remove(conversation);
+                }
+                Applied::Restricted
+            }
         }
+    }
+
+    fn erase(&mut self, key: &ConversationKey) -> Erasure {
+        let mut erasure = Erasure::default();
+        if let Some(record) = self.conversations.remove(key) {
+            self.places.remove(&(Place::of(&record), key.clone()));
+            erasure.record = true;
+        }
+        let before = self.inbox.len();
+        self.inbox.retain(|(k, _), _| k != key);
+        erasure.inbox = before - self.inbox.len();
+        let before = self.outbox.len();
+        self.outbox.retain(|(k, _, _), _| k != key);
+        erasure.outbox = before - self.outbox.len();
+        let timers: Vec<(u64, u64)> = self
+            .timer_index
+            .iter()
+            .filter(|((k, _), _)| k == key)
+            .map(|((_, id), due)| (*id, *due))
+            .collect();
+        for (id, due) in &timers {
+            self.timer_index.remove(&(key.clone(), *id));
+            self.timers.remove(&(*due, key.prefix(), *id, key.clone()));
+        }
+        erasure.timers = timers.len();
+        self.restricted.remove(key);
+        erasure
     }
 
     fn commit(&mut self, commit: &TurnCommit) {
@@ -125,14 +169,23 @@ impl State {
     }
 
     fn ingest(&mut self, event: &Inbound) -> Ingested {
-        if !self.dedup.insert(dedup_key(event)) {
+        if self.dedup.contains_key(&dedup_key(event)) {
             return Ingested::Duplicate;
         }
+        self.dedup.insert(dedup_key(event), now_ms());
         self.next_seq += 1;
         self.inbox
             .insert((event.conversation.clone(), self.next_seq), event.clone());
         Ingested::New(self.next_seq)
     }
+}
+
+/// The wall clock, in ms since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// What an event is deduplicated on: (partition, channel, provider id).
@@ -294,5 +347,26 @@ impl Store for MemoryStore {
 
     fn versions(&self) -> Result<Vec<String>> {
         Ok(self.lock()?.versions.keys().cloned().collect())
+    }
+
+    fn restricted(&self) -> Result<Vec<ConversationKey>> {
+        Ok(self.lock()?.restricted.iter().cloned().collect())
+    }
+
+    fn idle_conversations(&self, before: u64) -> Result<Vec<ConversationKey>> {
+        Ok(self
+            .lock()?
+            .conversations
+            .iter()
+            .filter(|(_, record)| record.updated_at < before)
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+
+    fn sweep_dedup(&self, before: u64) -> Result<usize> {
+        let mut state = self.lock()?;
+        let count = state.dedup.len();
+        state.dedup.retain(|_, at| *at >= before);
+        Ok(count - state.dedup.len())
     }
 }

@@ -49,6 +49,33 @@ pub enum Write {
         /// The event.
         event: Inbound,
     },
+    /// Delete everything stored for a conversation: its record, place, inbox, outbox and
+    /// timers (dedup markers name no user and expire by age, see [`Store::sweep_dedup`]).
+    Erase {
+        /// The conversation.
+        conversation: ConversationKey,
+    },
+    /// Restrict processing of a conversation (its events are acknowledged and dropped), or lift
+    /// the restriction.
+    Restrict {
+        /// The conversation.
+        conversation: ConversationKey,
+        /// Restricted from now on, or not.
+        restricted: bool,
+    },
+}
+
+/// What an erasure removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Erasure {
+    /// Whether there was a conversation record.
+    pub record: bool,
+    /// Unprocessed events removed.
+    pub inbox: usize,
+    /// Pending effects removed.
+    pub outbox: usize,
+    /// Pending timers removed.
+    pub timers: usize,
 }
 
 /// What a [`Write`] did.
@@ -66,6 +93,10 @@ pub enum Applied {
     Fired(bool),
     /// Whether the record was still the one seen (and is now unpaused).
     Unpaused(bool),
+    /// What was erased.
+    Erased(Erasure),
+    /// The restriction is set or lifted.
+    Restricted,
 }
 
 /// A store error.
@@ -222,4 +253,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every stored version hash.
     fn versions(&self) -> Result<Vec<String>>;
+
+    /// The conversations whose processing is restricted.
+    fn restricted(&self) -> Result<Vec<ConversationKey>>;
+
+    /// The conversations last changed before `before` (ms since the Unix epoch): a full scan,
+    /// for the retention sweeper.
+    fn idle_conversations(&self, before: u64) -> Result<Vec<ConversationKey>>;
+
+    /// Removes the dedup markers of events ingested before `before` (ms since the Unix epoch);
+    /// returns how many. A redelivery older than that is processed again.
+    fn sweep_dedup(&self, before: u64) -> Result<usize>;
 }

@@ -62,6 +62,8 @@ pub enum Ingested {
     New(u64),
     /// Seen before; nothing was stored.
     Duplicate,
+    /// Not stored: the user restricted processing of their conversation.
+    Restricted,
 }
 
 /// A conversation as stored.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use sled::{Batch, Db, IVec, Tree};
 
 use crate::keys::{ConversationKey, PARTITIONS, read_u64, with_u64};
-use crate::port::{Applied, Place, Result, Store, StoreError, Write};
+use crate::port::{Applied, Erasure, Place, Result, Store, StoreError, Write};
 use crate::record::{
     FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
 };
@@ -24,6 +24,7 @@ const INBOX: u8 = 2;
 const OUTBOX: u8 = 3;
 const TIMER_INDEX: u8 = 4;
 const DEDUP: u8 = 5;
+const RESTRICTED: u8 = 6;
 /// Global indexes live after every partition: `[0xFF 0xFF][kind][...]`.
 const GLOBAL: [u8; 2] = [0xFF, 0xFF];
 const TIMERS: u8 = 1;
@@ -221,10 +222,69 @@ impl Group<'_> {
         if self.get(&dedup)?.is_some() {
             return Ok(Ingested::Duplicate);
         }
-        self.insert(dedup, seq.to_be_bytes().to_vec());
+        self.insert(dedup, dedup_value(seq));
         self.insert(inbox_key(&event.conversation, seq), encode(event)?);
         Ok(Ingested::New(seq))
     }
+
+    /// Removes every key under `prefix`; how many.
+    fn remove_prefix(&mut self, data: &Tree, prefix: Vec<u8>) -> Result<Vec<(IVec, IVec)>> {
+        let mut removed = Vec::new();
+        for entry in data.scan_prefix(&prefix) {
+            let (key, value) = entry.map_err(backend)?;
+            if self.changes.get(key.as_ref()).is_some_and(Option::is_none) {
+                continue;
+            }
+            self.remove(key.to_vec());
+            removed.push((key, value));
+        }
+        Ok(removed)
+    }
+
+    fn erase(&mut self, data: &Tree, conversation: &ConversationKey) -> Result<Erasure> {
+        let mut erasure = Erasure::default();
+        if let Some(bytes) = self.get(&record_key(conversation))? {
+            let record: StoredConversation =
+                decode(&format!("conversation {conversation}"), &bytes)?;
+            self.remove(place_key(&Place::of(&record), conversation));
+            self.remove(record_key(conversation));
+            erasure.record = true;
+        }
+        erasure.inbox = self
+            .remove_prefix(data, conversation_scoped(conversation, INBOX))?
+            .len();
+        erasure.outbox = self
+            .remove_prefix(data, conversation_scoped(conversation, OUTBOX))?
+            .len();
+        let prefix = conversation_scoped(conversation, TIMER_INDEX);
+        for (key, due) in self.remove_prefix(data, prefix.clone())? {
+            if let (Some(timer), Some(due)) = (read_u64(&key, prefix.len()), read_u64(&due, 0)) {
+                self.remove(timer_key(&Timer {
+                    conversation: conversation.clone(),
+                    timer,
+                    due,
+                }));
+                erasure.timers += 1;
+            }
+        }
+        self.remove(conversation_scoped(conversation, RESTRICTED));
+        Ok(erasure)
+    }
+}
+
+/// The wall clock, in ms since the Unix epoch (dedup markers record when they were written).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A dedup marker: the event's sequence number and when it was ingested.
+fn dedup_value(seq: u64) -> Vec<u8> {
+    let mut value = seq.to_be_bytes().to_vec();
+    value.extend_from_slice(&now_ms().to_be_bytes());
+    value
 }
 
 impl SledStore {
@@ -313,7 +373,7 @@ impl Store for SledStore {
                         let mut seqs = Vec::with_capacity(events.len());
                         for event in events {
                             let seq = self.db.generate_id().map_err(backend)?;
-                            group.insert(dedup_key(event), seq.to_be_bytes().to_vec());
+                            group.insert(dedup_key(event), dedup_value(seq));
                             seqs.push(seq);
                         }
                         for commit in commits {
@@ -379,6 +439,21 @@ impl Store for SledStore {
                         group.ingest(event, seq)?;
                         Applied::Fired(true)
                     }
+                }
+                Write::Erase { conversation } => {
+                    Applied::Erased(group.erase(&self.data, conversation)?)
+                }
+                Write::Restrict {
+                    conversation,
+                    restricted,
+                } => {
+                    let key = conversation_scoped(conversation, RESTRICTED);
+                    if *restricted {
+                        group.insert(key, now_ms().to_be_bytes().to_vec());
+                    } else {
+                        group.remove(key);
+                    }
+                    Applied::Restricted
                 }
             });
         }
@@ -539,5 +614,46 @@ impl Store for SledStore {
                     .map_err(backend)
             })
             .collect()
+    }
+
+    fn restricted(&self) -> Result<Vec<ConversationKey>> {
+        self.owners(RESTRICTED)
+    }
+
+    fn idle_conversations(&self, before: u64) -> Result<Vec<ConversationKey>> {
+        let mut idle = Vec::new();
+        for partition in 0..PARTITIONS {
+            let prefix = scoped(partition, RECORD);
+            for entry in self.data.scan_prefix(&prefix) {
+                let (key, value) = entry.map_err(backend)?;
+                let Some((conversation, _)) = ConversationKey::split_prefix(&key[prefix.len()..])
+                else {
+                    continue;
+                };
+                let record: StoredConversation =
+                    decode(&format!("conversation {conversation}"), &value)?;
+                if record.updated_at < before {
+                    idle.push(conversation);
+                }
+            }
+        }
+        Ok(idle)
+    }
+
+    fn sweep_dedup(&self, before: u64) -> Result<usize> {
+        let mut swept = 0;
+        for partition in 0..PARTITIONS {
+            let mut batch = Batch::default();
+            for entry in self.data.scan_prefix(scoped(partition, DEDUP)) {
+                let (key, value) = entry.map_err(backend)?;
+                // Markers written before they carried a time count as old.
+                if read_u64(&value, 8).unwrap_or(0) < before {
+                    batch.remove(key);
+                    swept += 1;
+                }
+            }
+            self.data.apply_batch(batch).map_err(backend)?;
+        }
+        Ok(swept)
     }
 }

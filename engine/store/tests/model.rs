@@ -38,6 +38,13 @@ enum Op {
         skip: bool,
         stale: bool,
     },
+    Erase {
+        user: u8,
+    },
+    Restrict {
+        user: u8,
+        on: bool,
+    },
     Reopen,
 }
 
@@ -51,6 +58,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Fire),
         1 => (0..3u8).prop_map(|user| Op::Pause { user }),
         1 => (0..3u8, any::<bool>(), any::<bool>()).prop_map(|(user, skip, stale)| Op::Unpause { user, skip, stale }),
+        1 => (0..3u8).prop_map(|user| Op::Erase { user }),
+        1 => (0..3u8, any::<bool>()).prop_map(|(user, on)| Op::Restrict { user, on }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -239,6 +248,23 @@ fn apply(store: &dyn Store, op: &Op) -> String {
             };
             format!("{:?}", store.apply(&[write]).unwrap())
         }
+        Op::Erase { user } => format!(
+            "{:?}",
+            store
+                .apply(&[Write::Erase {
+                    conversation: key(*user)
+                }])
+                .unwrap()
+        ),
+        Op::Restrict { user, on } => format!(
+            "{:?}",
+            store
+                .apply(&[Write::Restrict {
+                    conversation: key(*user),
+                    restricted: *on
+                }])
+                .unwrap()
+        ),
         Op::Reopen => "reopen".into(),
     }
 }
@@ -276,6 +302,11 @@ fn observe(store: &dyn Store) -> String {
     let mut placed = store.placed("v1").unwrap();
     placed.sort();
     out += &format!("placed {placed:?}\n");
+    let mut restricted = store.restricted().unwrap();
+    restricted.sort();
+    let mut idle = store.idle_conversations(u64::MAX).unwrap();
+    idle.sort();
+    out += &format!("restricted {restricted:?} stored {idle:?}\n");
     out
 }
 
@@ -309,5 +340,28 @@ proptest! {
             prop_assert_eq!(&actual, &expected, "after {:?}", op);
             prop_assert_eq!(observe(&sled), observe(&model), "after {:?}", op);
         }
+    }
+}
+
+#[test]
+fn old_dedup_markers_are_swept_and_fresh_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path(), 4 * 1024 * 1024).unwrap();
+    let model = MemoryStore::new();
+    for store in [&sled as &dyn Store, &model] {
+        let event = |id: &str| Inbound::new(key(0), id, 1, Event::User(UserMessage::text("x")));
+        store.ingest(&[event("a"), event("b")]).unwrap();
+        // Nothing is older than a time before the ingest.
+        assert_eq!(store.sweep_dedup(1).unwrap(), 0);
+        assert!(matches!(
+            store.ingest(&[event("a")]).unwrap()[0],
+            Ingested::Duplicate
+        ));
+        // Everything is older than a time after it: swept, and a redelivery counts as new.
+        assert_eq!(store.sweep_dedup(u64::MAX).unwrap(), 2);
+        assert!(matches!(
+            store.ingest(&[event("a")]).unwrap()[0],
+            Ingested::New(_)
+        ));
     }
 }

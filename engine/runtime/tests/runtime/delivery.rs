@@ -461,6 +461,18 @@ impl influxify_store::Store for FailingDisk {
     fn versions(&self) -> influxify_store::Result<Vec<String>> {
         self.inner.versions()
     }
+
+    fn restricted(&self) -> influxify_store::Result<Vec<ConversationKey>> {
+        self.inner.restricted()
+    }
+
+    fn idle_conversations(&self, before: u64) -> influxify_store::Result<Vec<ConversationKey>> {
+        self.inner.idle_conversations(before)
+    }
+
+    fn sweep_dedup(&self, before: u64) -> influxify_store::Result<usize> {
+        self.inner.sweep_dedup(before)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 mod delivery;
 mod migration;
+mod privacy;
 mod recovery;
 
 use std::collections::VecDeque;
