@@ -89,17 +89,29 @@ pub fn test(manifest: &Path, script: &Path) -> anyhow::Result<ExitCode> {
             "ok  "
         };
         let result = match &report.result {
+            Ok((outcome, output)) if output.is_null() && report.call != "action" => outcome.clone(),
             Ok((outcome, output)) => format!("{outcome} {output}"),
+            Err(err) if err.is_retryable() => format!("error (retryable): {err}"),
             Err(err) => format!("error: {err}"),
         };
+        // Channel calls say which entry point ran; the host meters only action calls.
+        let (call, usage) = match report.peak_memory {
+            Some(peak) => (
+                String::new(),
+                format!(
+                    "{} instructions, peak memory {} KiB, ",
+                    report
+                        .fuel
+                        .map_or_else(|| "?".to_string(), |f| f.to_string()),
+                    peak / 1024
+                ),
+            ),
+            None => (format!("{} → ", report.call), String::new()),
+        };
         println!(
-            "{status} {}: {} | {} instructions, peak memory {} KiB, {} HTTP, {} µs",
+            "{status} {}: {call}{} | {usage}{} HTTP, {} µs",
             report.name,
             truncate(&result, 160),
-            report
-                .fuel
-                .map_or_else(|| "?".to_string(), |f| f.to_string()),
-            report.peak_memory / 1024,
             report.http_calls,
             report.micros
         );

@@ -4,6 +4,7 @@
 
 mod capabilities;
 mod channel;
+mod harness;
 mod hostile;
 #[path = "../support/http.rs"]
 mod http_server;
