@@ -1,5 +1,6 @@
 //! End-to-end tests of the `influxify` binary, run as a new user would run it.
 
+mod admin;
 mod builtin_harness;
 mod chat;
 mod crash;

@@ -114,6 +114,16 @@ enum Command {
         #[arg(long)]
         plugins: Option<PathBuf>,
     },
+    /// Make an admin API key: prints the key (shown once) and the lines that let
+    /// `influxify.toml` accept it (only its SHA-256 is stored).
+    AdminKey {
+        /// Who will hold it (shown in the audit log).
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// `read` (look only) or `admin` (everything).
+        #[arg(long, value_enum, default_value_t = KeyScope::Admin)]
+        scope: KeyScope,
+    },
     /// Write, test and inspect plugins.
     Plugin {
         #[command(subcommand)]
@@ -160,6 +170,12 @@ enum PluginCommand {
 enum DiagnosticFormat {
     Human,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyScope {
+    Read,
+    Admin,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -214,6 +230,7 @@ fn main() -> ExitCode {
             entry,
             plugins,
         }),
+        Command::AdminKey { name, scope } => admin_key(&name, scope),
         Command::Plugin { command } => match command {
             PluginCommand::New { name, dir, sdk } => {
                 plugin::new(&name, dir.as_deref(), sdk.as_deref())
@@ -229,4 +246,17 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn admin_key(name: &str, scope: KeyScope) -> anyhow::Result<ExitCode> {
+    let (key, hash) = influxify_server::admin::new_key()?;
+    let scope = match scope {
+        KeyScope::Read => "read",
+        KeyScope::Admin => "admin",
+    };
+    println!("{key}");
+    eprintln!(
+        "Keep the key above: it is not stored. Add this to influxify.toml and restart:\n\n[[admin.keys]]\nname = {name:?}\nscope = \"{scope}\"\nsha256 = \"{hash}\""
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,8 +11,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use influxify_plugin_host::{ConsentGate, HostConfig, MemorySecrets, PluginHost};
 use influxify_runtime::{Config, MigrationPolicy, Runtime};
+use influxify_server::admin::Admin;
+use influxify_server::audit::AuditLog;
 use influxify_server::config::{LogFormat, Settings, Stranded};
 use influxify_server::metrics::Metrics;
+use influxify_server::privacy::{self, Privacy};
 use influxify_server::secrets::{KeySource, MASTER_KEY_VAR, MasterKey, SealedSecrets};
 use influxify_server::{AppState, ChannelEffects, WebChat};
 use influxify_store::{PluginKv, SledStore, Store};
@@ -134,13 +137,13 @@ fn open_secrets(settings: &Settings, sled: &SledStore) -> anyhow::Result<Arc<Sea
 
 fn open_plugins(
     settings: &Settings,
-    sled: &SledStore,
+    kv: Arc<PluginKv>,
     secrets: Arc<SealedSecrets>,
 ) -> anyhow::Result<Arc<PluginHost>> {
     let dir = &settings.plugins.dir;
     let host = PluginHost::new(
         secrets,
-        Some(Arc::new(PluginKv::open(sled.db())?)),
+        Some(kv),
         HostConfig {
             cache_dir: Some(settings.store.data.join("plugin-cache")),
             config: settings.plugins.settings.clone(),
@@ -177,8 +180,10 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let entry = entry_flow(&settings, &sources)?;
     let sled = SledStore::open(&data, settings.store.cache_mb * 1024 * 1024)
         .with_context(|| format!("cannot open the store in {}", data.display()))?;
+    let kv = Arc::new(PluginKv::open(sled.db())?);
+    let audit = Arc::new(AuditLog::open(sled.db())?);
     let secrets = open_secrets(&settings, &sled)?;
-    let host = open_plugins(&settings, &sled, secrets.clone())?;
+    let host = open_plugins(&settings, kv.clone(), secrets.clone())?;
     let mut config = Config::new(&settings.bot.name, &entry);
     let mut catalog = influxify_core::Catalog::builtin();
     catalog.actions.extend(host.catalog().actions);
@@ -186,10 +191,12 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(sled);
     let webchat = Arc::new(WebChat::open(&data)?);
     let metrics = Arc::new(Metrics::default());
-    let effects = ChannelEffects::new(host.clone())
-        .with_webchat(webchat.clone())
-        .with_metrics(metrics.clone());
-    let runtime = Runtime::start(store, Arc::new(effects), config).await?;
+    let effects = Arc::new(
+        ChannelEffects::new(host.clone())
+            .with_webchat(webchat.clone())
+            .with_metrics(metrics.clone()),
+    );
+    let runtime = Runtime::start(store, effects.clone(), config).await?;
     let policy = match settings.bot.stranded {
         Stranded::Keep => MigrationPolicy::Keep,
         Stranded::Restart => MigrationPolicy::Restart,
@@ -211,15 +218,30 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         "influxify: serving on http://{addr} (bot `{}`, entry `{entry}`)",
         settings.bot.name
     );
-    let app = influxify_server::router(
-        AppState {
-            runtime: runtime.clone(),
-            plugins: host,
-            webchat,
-            metrics,
-        },
-        &settings.server,
-    );
+    let state = AppState {
+        runtime: runtime.clone(),
+        plugins: host,
+        webchat,
+        metrics,
+        effects,
+        admin: Arc::new(Admin {
+            keys: settings.admin.keys.clone(),
+            secrets,
+            plugins_dir: settings.plugins.dir.clone(),
+        }),
+        privacy: Arc::new(Privacy {
+            settings: settings.privacy.clone(),
+            kv,
+            audit,
+        }),
+    };
+    if settings.admin.keys.is_empty() {
+        tracing::warn!(
+            "no admin API keys are configured: /admin/v1 refuses every request (`influxify admin-key` makes one)"
+        );
+    }
+    privacy::spawn_sweeper(state.clone(), settings.privacy.sweep_every.std());
+    let app = influxify_server::router(state, &settings.server);
     axum::serve(listener, app)
         .with_graceful_shutdown(stopped())
         .await?;

@@ -87,6 +87,9 @@ pub enum RuntimeError {
     /// A conversation that does not exist.
     #[error("no conversation {0}")]
     UnknownConversation(ConversationKey),
+    /// No such flow version of this bot.
+    #[error("no flow version `{0}` of this bot")]
+    UnknownVersion(String),
     /// An admin action that does not apply.
     #[error("{0}")]
     Refused(String),
@@ -329,6 +332,28 @@ impl Runtime {
             stranded,
             migrated,
         })
+    }
+
+    /// Makes an earlier version the one new conversations start on again. Conversations keep
+    /// the version they are on.
+    pub async fn rollback(&self, hash: &str) -> Result<(), RuntimeError> {
+        let _one_publish = self.inner.publishing.lock().await;
+        let registry = &self.inner.registry;
+        match self.inner.store.version(hash)? {
+            Some(version) if version.bot == registry.bot() => {}
+            _ => return Err(RuntimeError::UnknownVersion(hash.to_string())),
+        }
+        let flows = registry.flows(hash).map_err(|err| {
+            RuntimeError::Refused(format!("version `{hash}` cannot be loaded: {err}"))
+        })?;
+        if flows.get(&self.inner.config.entry_flow).is_none() {
+            return Err(RuntimeError::Refused(format!(
+                "version `{hash}` has no entry flow `{}`",
+                self.inner.config.entry_flow
+            )));
+        }
+        registry.set_head(hash)?;
+        Ok(())
     }
 
     /// Makes sure the conversation's single writer runs.

@@ -183,11 +183,9 @@ pub enum Scope {
 pub struct PrivacySettings {
     /// Conversations idle this long are deleted by the sweeper.
     pub inactivity_ttl: Duration,
-    /// Usage logs (turn counts, plugin calls, no message text) are kept this long.
+    /// The audit log (admin actions, data-subject requests, sweeps: the usage log; never
+    /// message text) is kept this long.
     pub usage_log_ttl: Duration,
-    /// Keep message text in transcripts this long (none: message text is not stored beyond the
-    /// turn that processes it).
-    pub transcript_ttl: Option<Duration>,
     /// How often the sweeper runs.
     pub sweep_every: Duration,
     /// A file holding the 32-byte key that encrypts secrets at rest (hex); `INFLUXIFY_MASTER_KEY`
@@ -203,7 +201,6 @@ impl Default for PrivacySettings {
         PrivacySettings {
             inactivity_ttl: Duration::from_millis(180 * DAY),
             usage_log_ttl: Duration::from_millis(365 * DAY),
-            transcript_ttl: None,
             sweep_every: Duration::from_millis(3600 * 1000),
             master_key_file: None,
             commands: Commands::default(),

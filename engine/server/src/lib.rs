@@ -8,10 +8,15 @@
 //! Status: the first piece of `influxify serve` (issue 6 brings configuration, the admin API,
 //! metrics, privacy operations and the playground).
 
+pub mod admin;
+pub mod audit;
 pub mod config;
 mod effects;
 mod files;
 pub mod metrics;
+pub mod openapi;
+pub mod playground;
+pub mod privacy;
 mod reply;
 pub mod secrets;
 pub mod webchat;
@@ -41,6 +46,12 @@ pub struct AppState {
     pub webchat: Arc<WebChat>,
     /// The server's measurements.
     pub metrics: Arc<Metrics>,
+    /// How effects reach users (in-chat command confirmations go out this way too).
+    pub effects: Arc<ChannelEffects>,
+    /// Admin keys, secrets, the plugins directory.
+    pub admin: Arc<admin::Admin>,
+    /// Export, erasure, restriction, retention, the audit log.
+    pub privacy: Arc<privacy::Privacy>,
 }
 
 /// The routes, with the body limit and request timeout of `settings`.
@@ -56,6 +67,7 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
         )
         .route("/webchat/sessions", post(webchat::open_session))
         .route("/webchat/messages", post(webchat::post_message))
+        .merge(admin::routes())
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| async move {
                 match tokio::time::timeout(timeout, next.run(request)).await {
@@ -69,6 +81,11 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
         ));
     // The event stream stays open as long as the page listens.
     let streams = Router::new().route("/webchat/events", get(webchat::events));
+    let bounded = if settings.playground {
+        bounded.merge(playground::routes())
+    } else {
+        bounded
+    };
     bounded
         .merge(streams)
         .layer(axum::extract::DefaultBodyLimit::max(

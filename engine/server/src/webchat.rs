@@ -397,19 +397,28 @@ pub async fn post_message(
         text: posted.text,
         payload: posted.payload,
     };
-    let inbound = Inbound::new(
+    let mut inbound = vec![Inbound::new(
         ConversationKey::new(CHANNEL, user),
         id.clone(),
         now_ms(),
         Event::User(message),
-    );
-    match state.runtime.ingest(vec![inbound]).await {
+    )];
+    let commands = crate::privacy::take_commands(&state.privacy, &mut inbound);
+    if !commands.is_empty() {
+        crate::privacy::run_commands(&state, commands).await;
+        return json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "id": id, "duplicate": false }),
+        );
+    }
+    match state.runtime.ingest(inbound).await {
         Ok(ingested) => {
             state.metrics.ingest_latency.observe(started.elapsed());
             let duplicate = matches!(ingested.first(), Some(Ingested::Duplicate));
+            let restricted = matches!(ingested.first(), Some(Ingested::Restricted));
             json(
                 StatusCode::ACCEPTED,
-                &serde_json::json!({ "id": id, "duplicate": duplicate }),
+                &serde_json::json!({ "id": id, "duplicate": duplicate, "restricted": restricted }),
             )
         }
         Err(err) => {

@@ -101,10 +101,15 @@ pub async fn receive(
         }
         Err(err) => return text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
-    let inbound: Vec<Inbound> = events
+    let mut inbound: Vec<Inbound> = events
         .into_iter()
         .map(|e| to_inbound(&channel, e))
         .collect();
+    let commands = crate::privacy::take_commands(&state.privacy, &mut inbound);
+    if !commands.is_empty() {
+        let state = state.clone();
+        tokio::spawn(async move { crate::privacy::run_commands(&state, commands).await });
+    }
     if inbound.is_empty() {
         return text(StatusCode::OK, "ok");
     }
