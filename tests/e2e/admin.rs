@@ -308,6 +308,27 @@ fn admins_manage_versions_secrets_and_end_users_data() {
     // Carol stays on the version she started on.
     carol.say("Carol");
     assert_eq!(carol.replies(1, WAIT), ["Nice to meet you, Carol."]);
+    // An operator speaks to her.
+    let (status, answer) = call(
+        &served,
+        Some(ADMIN_KEY),
+        "POST",
+        &format!("/admin/v1/conversations/webchat/{}/messages", carol.user),
+        Some(serde_json::json!({ "text": "Hello from a human." })),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(carol.replies(1, WAIT), ["Hello from a human."]);
+    let (status, _) = call(
+        &served,
+        Some(ADMIN_KEY),
+        "POST",
+        &format!(
+            "/admin/v1/conversations/webchat/{}/effects/retry",
+            carol.user
+        ),
+        None,
+    );
+    assert_eq!(status, 409, "nothing failed, so there is nothing to retry");
 
     // Bad input changes nothing.
     let (status, _) = call(

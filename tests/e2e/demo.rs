@@ -75,4 +75,20 @@ fn the_shipped_configuration_serves_the_demo_bot() {
             "What would you like to try?"
         ]
     );
+
+    // A graceful stop (SIGTERM) exits 0; started again on the same data, Ada's conversation
+    // carries on where it was, and her session token still works.
+    let status = served.stop();
+    assert!(status.success(), "{status:?}");
+    let served = serve_with(&args, &[]);
+    let token = ada.token.clone();
+    let mut again = WebChatUser::resume(&served.addr, &token);
+    assert_eq!(
+        again
+            .post(serde_json::json!({"text": "Book an appointment", "payload": "booking"}))
+            .0,
+        202
+    );
+    let booking = again.replies(1, wait);
+    assert!(booking[0].contains("appointment"), "{booking:?}");
 }

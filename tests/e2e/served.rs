@@ -19,6 +19,28 @@ pub struct Served {
     pub addr: String,
 }
 
+impl Served {
+    /// Stops the server as an operator would (SIGTERM) and waits for it: graceful shutdown
+    /// finishes the turns in flight, flushes and exits 0.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let child = &mut self._process.0;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let began = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(20),
+                "the server did not stop within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Starts `influxify serve` on the flows of `work/flows` (entering `entry`) with the plugins
 /// of `plugins`, data in `work/data`, and `env` set; returns once it accepts connections.
 pub fn serve(work: &Path, entry: &str, plugins: &Path, env: &[(&str, &str)]) -> Served {
@@ -177,6 +199,17 @@ impl WebChatUser {
             }
         }
         reader
+    }
+
+    /// The user of an earlier session, `token`, on a (possibly restarted) server.
+    pub fn resume(addr: &str, token: &str) -> Self {
+        let user = token.split('.').next().unwrap_or_default().to_string();
+        WebChatUser {
+            addr: addr.to_string(),
+            token: token.to_string(),
+            user,
+            events: Self::stream(addr, token, None),
+        }
     }
 
     /// Replaces the event stream (a page reconnecting after `last`).

@@ -241,9 +241,14 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         );
     }
     privacy::spawn_sweeper(state.clone(), settings.privacy.sweep_every.std());
+    let webchat = state.webchat.clone();
     let app = influxify_server::router(state, &settings.server);
     axum::serve(listener, app)
-        .with_graceful_shutdown(stopped())
+        .with_graceful_shutdown(async move {
+            stopped().await;
+            // Open event streams would hold the shutdown up: end them.
+            webchat.close();
+        })
         .await?;
     tracing::info!("stopping: finishing turns in flight");
     runtime.shutdown().await?;

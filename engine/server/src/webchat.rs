@@ -82,6 +82,8 @@ impl Mailbox {
 pub struct WebChat {
     key: hmac::Key,
     users: Mutex<HashMap<String, Mailbox>>,
+    /// Set when the server stops: open event streams end, so that shutdown is not held up.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for WebChat {
@@ -124,7 +126,14 @@ impl WebChat {
         WebChat {
             key: hmac::Key::new(hmac::HMAC_SHA256, key),
             users: Mutex::new(HashMap::new()),
+            closing: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Ends every open event stream (the server is stopping; pages reconnect with
+    /// `Last-Event-ID` to the next process).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// A web chat whose session key lives in `dir/webchat.key` (created on first use), so that
@@ -467,7 +476,8 @@ pub async fn events(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let (missed, live) = state.webchat.subscribe(&user, after);
-    Sse::new(stream_of(missed, live, after))
+    let closing = state.webchat.closing.subscribe();
+    Sse::new(stream_of(missed, live, closing, after))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
@@ -475,21 +485,28 @@ pub async fn events(
 fn stream_of(
     missed: VecDeque<Delivery>,
     live: broadcast::Receiver<Delivery>,
+    closing: tokio::sync::watch::Receiver<bool>,
     after: u64,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     stream::unfold(
-        (missed, live, after),
-        |(mut missed, mut live, mut last)| async move {
+        (missed, live, closing, after),
+        |(mut missed, mut live, mut closing, mut last)| async move {
             let delivery = loop {
                 if let Some(delivery) = missed.pop_front() {
                     break delivery;
                 }
-                match live.recv().await {
-                    Ok(delivery) if delivery.seq > last => break delivery,
-                    Ok(_) => continue,
-                    // Too slow: end the stream; the page reconnects with Last-Event-ID and the
-                    // buffer replays what it missed.
-                    Err(_) => return None,
+                if *closing.borrow() {
+                    return None;
+                }
+                tokio::select! {
+                    received = live.recv() => match received {
+                        Ok(delivery) if delivery.seq > last => break delivery,
+                        Ok(_) => continue,
+                        // Too slow: end the stream; the page reconnects with Last-Event-ID and
+                        // the buffer replays what it missed.
+                        Err(_) => return None,
+                    },
+                    _ = closing.changed() => return None,
                 }
             };
             last = delivery.seq;
@@ -497,7 +514,7 @@ fn stream_of(
                 .id(delivery.seq.to_string())
                 .event(delivery.kind)
                 .data(delivery.data);
-            Some((Ok(event), (missed, live, last)))
+            Some((Ok(event), (missed, live, closing, last)))
         },
     )
 }

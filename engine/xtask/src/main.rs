@@ -8,12 +8,17 @@
 //!   store at http://127.0.0.1:8080 (the playground at `/playground`).
 //! - `cargo xtask plugins`: builds the built-in plugins for wasm32-wasip2 and installs them, each
 //!   with its manifest and files, in `dist/plugins/`.
+//! - `cargo xtask load [--seconds N] [--flow echo|plugins]`: the webhook under `wrk` (release
+//!   build, the Messenger channel, a fake Graph API); prints throughput, latency and memory.
+//! - `cargo xtask fuzz [SECONDS]`: each fuzz target of `engine/fuzz` for a short while.
 //! - `cargo xtask ci`: formatting and lint checks, then `test` (what `.ci/run` runs).
 //! - `cargo xtask schemas`: regenerates the committed JSON Schemas in `schemas/`.
 //! - `cargo xtask llm`: installs the local OpenAI-compatible server and its model (done by
 //!   `test` too) and prints where they are.
 
+mod fuzz;
 mod llm;
+mod load;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +28,13 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "test" => test(),
         "plugins" => plugins(),
+        "fuzz" => fuzz::fuzz(
+            std::env::args()
+                .nth(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(20),
+        ),
+        "load" => load::load(&std::env::args().skip(2).collect::<Vec<_>>()),
         "serve" => serve(std::env::args().skip(2).collect()),
         "ci" => ci(),
         "schemas" => schemas(),
@@ -30,7 +42,7 @@ fn main() -> ExitCode {
             println!("python: {}\nmodel: {}", python.display(), model.display());
         }),
         _ => Err(format!(
-            "unknown task `{task}`; use one of: serve, plugins, test, ci, schemas, llm"
+            "unknown task `{task}`; use one of: serve, plugins, test, fuzz, ci, schemas, llm, load"
         )),
     };
     match result {
@@ -203,7 +215,8 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     run(clippy_plugins)?;
-    test()
+    test()?;
+    fuzz::fuzz(20)
 }
 
 fn schemas() -> Result<(), String> {
