@@ -10,6 +10,7 @@ mod designer;
 #[path = "../../engine/plugin-host/tests/support/http.rs"]
 mod http_server;
 mod llm;
+mod playground;
 mod plugin;
 mod run;
 mod schema;
@@ -21,6 +22,7 @@ mod sheets;
 mod sheets_server;
 mod validate;
 mod webchat;
+mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

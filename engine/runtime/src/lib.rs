@@ -215,6 +215,11 @@ impl Runtime {
         self.inner.commit.flush_micros()
     }
 
+    /// The flow new conversations start in.
+    pub fn entry_flow(&self) -> &str {
+        &self.inner.config.entry_flow
+    }
+
     /// Why the runtime stopped accepting writes (a flush failed), if it did: it must be
     /// restarted.
     pub fn broken(&self) -> Option<String> {

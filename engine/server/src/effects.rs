@@ -20,7 +20,13 @@ pub struct ChannelEffects {
     plugins: Arc<PluginHost>,
     webchat: Option<Arc<WebChat>>,
     metrics: Option<Arc<Metrics>>,
+    /// Plugin calls for effects wait here for one of half the host's instance slots, so that
+    /// a backlog of sends queues instead of failing as busy, and webhooks keep the other half.
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// The host's instance slots left to effects (the rest serve webhooks).
+pub const EFFECT_SLOTS: usize = influxify_plugin_host::MAX_CONCURRENT_CALLS as usize / 2;
 
 impl ChannelEffects {
     /// Effects through `plugins`.
@@ -29,6 +35,7 @@ impl ChannelEffects {
             plugins,
             webchat: None,
             metrics: None,
+            slots: Arc::new(tokio::sync::Semaphore::new(EFFECT_SLOTS)),
         }
     }
 
@@ -108,6 +115,11 @@ impl EffectHandler for ChannelEffects {
             let channel = conversation.channel.clone();
             let message = outbound(&conversation.user, message, last_user_at);
             let call = Call::new(Some(conversation.clone()), key);
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|err| EffectError::retryable(err.to_string()))?;
             let started = Instant::now();
             let sent = tokio::task::spawn_blocking(move || {
                 plugins.channel_send(&channel, &message, &call)
@@ -135,6 +147,11 @@ impl EffectHandler for ChannelEffects {
             let call = Call::new(Some(conversation.clone()), key);
             let plugin = action.split('.').next().unwrap_or(action).to_string();
             let (action, input) = (action.to_string(), input.to_string());
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|err| EffectError::retryable(err.to_string()))?;
             let started = Instant::now();
             let invoked =
                 tokio::task::spawn_blocking(move || plugins.invoke(&action, &input, &call))

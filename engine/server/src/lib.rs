@@ -2,11 +2,9 @@
 //! `/channels/{channel}/webhook` go through the channel's plugin (handshake, signature check,
 //! parsing) into the durable runtime, and are answered only once the events are durable;
 //! replies go out through the same plugin (`effects`). The web chat channel (`webchat`) is
-//! first-party: sessions, posted messages and replies streamed as server-sent events.
-//! `/healthz` says the process is up.
-//!
-//! Status: the first piece of `influxify serve` (issue 6 brings configuration, the admin API,
-//! metrics, privacy operations and the playground).
+//! first-party: sessions, posted messages and replies streamed as server-sent events. The admin
+//! API (`/admin/v1`, `/openapi.json`), the privacy operations, metrics (`/metrics`, `/healthz`,
+//! `/readyz`) and the bot designer's playground (`/playground`) are served beside them.
 
 pub mod admin;
 pub mod audit;

@@ -15,6 +15,12 @@ use influxify_store::{ConversationKey, Inbound};
 
 use crate::AppState;
 
+/// Webhook parses wait here for one of the host's instance slots that effects leave free
+/// ([`crate::effects::EFFECT_SLOTS`]), instead of failing as busy.
+static WEBHOOK_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(
+    influxify_plugin_host::MAX_CONCURRENT_CALLS as usize - crate::effects::EFFECT_SLOTS,
+);
+
 fn request(
     method: &str,
     query: HashMap<String, String>,
@@ -89,7 +95,10 @@ pub async fn receive(
     let started = std::time::Instant::now();
     let request = request("POST", query, &headers, &body);
     let (plugins, name) = (state.plugins.clone(), channel.clone());
-    let parsed = tokio::task::spawn_blocking(move || plugins.channel_parse(&name, &request)).await;
+    let parsed = {
+        let _slot = WEBHOOK_SLOTS.acquire().await;
+        tokio::task::spawn_blocking(move || plugins.channel_parse(&name, &request)).await
+    };
     let events = match parsed {
         Ok(Ok(events)) => events,
         Ok(Err(err)) => {

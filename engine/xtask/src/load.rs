@@ -5,8 +5,9 @@
 //! `/channels/messenger/webhook`: every request is signature-checked and deduplicated durably
 //! before its 200. It prints wrk's report and the server's resident memory over the run.
 //!
-//! Options: `--seconds N` (default 30), `--connections N` (64), `--flow echo|plugins` (a plain
-//! reply, or a flow that calls the consent and sheets plugins on every message), `--payloads N`
+//! Options: `--seconds N` (default 30), `--connections N` (64), `--flow echo|plugins|silent` (a
+//! plain reply; a flow that calls the consent and sheets plugins on every message; no reply at
+//! all, the ingest path alone), `--payloads N`
 //! (distinct payloads, default 300000; after them wrk cycles and repeats count as duplicates).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +28,16 @@ start: listen
 nodes:
   listen: { kind: ask, prompt: "Say something.", store: said, next: reply }
   reply: { kind: message, text: "You said {{ said }}.", next: listen }
+"#;
+
+/// No reply: every message goes to an operator (a notification, no plugin call): the ingest
+/// path alone.
+const SILENT: &str = r#"
+id: load
+start: human
+nodes:
+  human: { kind: handoff, reason: load test, next: done }
+  done: { kind: end }
 "#;
 
 const PLUGINS: &str = r#"
@@ -254,10 +265,10 @@ pub fn load(args: &[String]) -> Result<(), String> {
     let binary = target.join("release/influxify");
     let work = std::env::temp_dir().join(format!("influxify-load-{}", std::process::id()));
     std::fs::create_dir_all(work.join("flows")).map_err(|e| e.to_string())?;
-    let flow = if options.flow == "plugins" {
-        PLUGINS
-    } else {
-        ECHO
+    let flow = match options.flow.as_str() {
+        "plugins" => PLUGINS,
+        "silent" => SILENT,
+        _ => ECHO,
     };
     std::fs::write(work.join("flows/load.yaml"), flow).map_err(|e| e.to_string())?;
     let graph = fake_graph()?;

@@ -16,6 +16,7 @@
 //! - `cargo xtask llm`: installs the local OpenAI-compatible server and its model (done by
 //!   `test` too) and prints where they are.
 
+mod browser;
 mod fuzz;
 mod llm;
 mod load;
@@ -153,6 +154,7 @@ fn serve(args: Vec<String>) -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    browser::setup()?;
     setup()?;
     let (python, model) = llm::setup()?;
     let mut tests = cargo();
