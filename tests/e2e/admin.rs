@@ -147,9 +147,13 @@ fn admins_manage_versions_secrets_and_end_users_data() {
     assert_eq!(status, 200, "{answer}");
     let (status, secrets) = call(&served, Some(READ_KEY), "GET", "/admin/v1/secrets", None);
     assert_eq!(status, 200);
+    // The web chat's session key is a sealed secret too.
     assert_eq!(
         secrets,
-        serde_json::json!([{ "name": "openai_api_key", "origin": "stored" }])
+        serde_json::json!([
+            { "name": "openai_api_key", "origin": "stored" },
+            { "name": "webchat_session_key", "origin": "stored" }
+        ])
     );
     assert!(!secrets.to_string().contains(SECRET));
     let leaks = found_in_files(&work.path().join("data"), SECRET.as_bytes());
@@ -258,6 +262,10 @@ fn admins_manage_versions_secrets_and_end_users_data() {
         gone["conversation"].is_null() && gone["plugin_data"] == serde_json::json!([]),
         "{gone}"
     );
+    // Writing again starts afresh (the replies of the erased conversation are forgotten, and
+    // the new one's are not mistaken for them).
+    bob.say("hi");
+    assert_eq!(bob.replies(1, WAIT), ["What's your name?"]);
 
     // Publishing: an invalid version is refused with diagnostics, a valid one becomes the head,
     // and a rollback brings the first back.

@@ -189,7 +189,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     catalog.actions.extend(host.catalog().actions);
     config.catalog = Some(catalog);
     let store: Arc<dyn Store> = Arc::new(sled);
-    let webchat = Arc::new(WebChat::open(&data)?);
+    let webchat = Arc::new(WebChat::sealed(&secrets)?);
     let metrics = Arc::new(Metrics::default());
     let effects = Arc::new(
         ChannelEffects::new(host.clone())
@@ -221,7 +221,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let state = AppState {
         runtime: runtime.clone(),
         plugins: host,
-        webchat,
+        webchat: webchat.clone(),
         metrics,
         effects,
         admin: Arc::new(Admin {
@@ -233,6 +233,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             settings: settings.privacy.clone(),
             kv,
             audit,
+            webchat: Some(webchat.clone()),
         }),
     };
     if settings.admin.keys.is_empty() {
@@ -251,7 +252,14 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         })
         .await?;
     tracing::info!("stopping: finishing turns in flight");
-    runtime.shutdown().await?;
+    // Turns in flight finish and everything is flushed; effects still backing off do not hold
+    // the process up forever (they are durable and resume at the next start).
+    match tokio::time::timeout(std::time::Duration::from_secs(30), runtime.shutdown()).await {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!(
+            "stopped after 30 s with work still pending; it resumes at the next start"
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

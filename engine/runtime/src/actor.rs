@@ -189,6 +189,11 @@ impl Runtime {
                 // An effect failed for good: the conversation waits for an operator.
                 return Ok(());
             }
+            if self.is_restricted(key) {
+                // The user restricted processing: timers, plugin results and pending effects
+                // wait until the restriction is lifted.
+                return Ok(());
+            }
             if !pending.is_empty() && !self.run_effects(key, std::mem::take(&mut pending)).await? {
                 return Ok(());
             }
@@ -517,7 +522,12 @@ impl Runtime {
         };
         let inbound = Inbound::new(
             item.conversation.clone(),
-            format!("result:{key}"),
+            format!(
+                "{}{}:{}",
+                influxify_store::record::runtime_event_ids(&item.conversation)[1].0,
+                item.turn,
+                item.step
+            ),
             now_ms(),
             event,
         );

@@ -68,7 +68,11 @@ impl Runtime {
                 timer: timer.clone(),
                 event: Inbound::new(
                     timer.conversation.clone(),
-                    format!("timer:{}:{}", timer.conversation.user, timer.timer),
+                    format!(
+                        "{}{}",
+                        influxify_store::record::runtime_event_ids(&timer.conversation)[0].0,
+                        timer.timer
+                    ),
                     now,
                     Event::Timer { timer: timer.timer },
                 ),

@@ -749,7 +749,7 @@ async fn set_secret(
     };
     let secret = match (request.value, request.secret) {
         (Some(value), None) => Secret::Value { value },
-        (None, Some(object)) => match Secret::parse(&object.to_string()) {
+        (None, Some(object)) if object.is_object() => match Secret::parse(&object.to_string()) {
             Ok(secret) => secret,
             Err(err) => return error(StatusCode::UNPROCESSABLE_ENTITY, &err.to_string()),
         },
@@ -788,6 +788,9 @@ async fn delete_secret(
         Ok(caller) => caller,
         Err(refused) => return refused,
     };
+    if !valid_secret_name(&name) {
+        return error(StatusCode::NOT_FOUND, &format!("no stored secret `{name}`"));
+    }
     match state.admin.secrets.delete(&name) {
         Ok(true) => {
             audit(

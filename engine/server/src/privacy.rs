@@ -28,6 +28,8 @@ pub struct Privacy {
     pub kv: Arc<PluginKv>,
     /// The audit log.
     pub audit: Arc<AuditLog>,
+    /// The web chat, whose reply buffers an erasure empties.
+    pub webchat: Option<Arc<crate::WebChat>>,
 }
 
 /// Everything stored about one end user.
@@ -182,6 +184,9 @@ impl Privacy {
         actor: &str,
     ) -> Result<ErasureReport, PrivacyError> {
         let erased = runtime.erase(key).await?;
+        if let Some(webchat) = &self.webchat {
+            webchat.forget(key);
+        }
         let report = ErasureReport {
             conversation: erased.record,
             inbox: erased.inbox,
@@ -235,10 +240,15 @@ impl Privacy {
             .await
             .map_err(|e| influxify_runtime::RuntimeError::Refused(e.to_string()))??;
         for key in idle {
-            runtime.erase(&key).await?;
-            self.kv.erase_user(&key)?;
-            self.audit.forget(&key.to_string())?;
-            report.conversations += 1;
+            // Checked again under the conversation's writer: it may have woken up meanwhile.
+            if runtime.erase_if_idle(&key, idle_before).await?.is_some() {
+                self.kv.erase_user(&key)?;
+                self.audit.forget(&key.to_string())?;
+                if let Some(webchat) = &self.webchat {
+                    webchat.forget(&key);
+                }
+                report.conversations += 1;
+            }
         }
         let store = runtime.store().clone();
         let dedup_before = now.saturating_sub(DEDUP_TTL.as_millis() as u64);

@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -38,6 +37,8 @@ pub const CHANNEL: &str = "webchat";
 
 /// Replies kept per user for a page that reconnects.
 const REPLAY: usize = 64;
+/// Above this many mailboxes, idle ones are dropped when a new one is made.
+const MAX_MAILBOXES: usize = 10_000;
 /// Users whose mailbox nobody listened to for this long are forgotten.
 const IDLE: Duration = Duration::from_secs(15 * 60);
 /// The longest message text accepted, in bytes.
@@ -81,6 +82,9 @@ impl Mailbox {
 /// Sessions and live reply streams of the web chat.
 pub struct WebChat {
     key: hmac::Key,
+    /// This process's event-id prefix: a page reconnecting with an id from an earlier process
+    /// gets everything buffered since this one started.
+    boot: String,
     users: Mutex<HashMap<String, Mailbox>>,
     /// Set when the server stops: open event streams end, so that shutdown is not held up.
     closing: tokio::sync::watch::Sender<bool>,
@@ -95,20 +99,12 @@ impl std::fmt::Debug for WebChat {
 /// Why the web chat could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WebChatError {
-    /// The session key file could not be read or written.
-    #[error("web chat session key {path}: {source}")]
-    KeyFile {
-        /// The file.
-        path: String,
-        /// What failed.
-        source: std::io::Error,
-    },
-    /// The key file is not 32 bytes.
-    #[error("web chat session key {0} is damaged: it must hold 32 bytes")]
-    BadKey(String),
     /// No randomness.
     #[error("the system random generator failed")]
     Random,
+    /// The session key could not be read from or stored in the secrets.
+    #[error("the web chat session key: {0}")]
+    Secrets(String),
 }
 
 /// A new session: the user id and the token that proves it.
@@ -123,7 +119,10 @@ pub struct Session {
 impl WebChat {
     /// A web chat signing session tokens with `key`.
     pub fn with_key(key: &[u8]) -> Self {
+        let mut boot = [0u8; 4];
+        let _ = SystemRandom::new().fill(&mut boot);
         WebChat {
+            boot: boot.iter().map(|b| format!("{b:02x}")).collect(),
             key: hmac::Key::new(hmac::HMAC_SHA256, key),
             users: Mutex::new(HashMap::new()),
             closing: tokio::sync::watch::channel(false).0,
@@ -136,27 +135,31 @@ impl WebChat {
         self.closing.send_replace(true);
     }
 
-    /// A web chat whose session key lives in `dir/webchat.key` (created on first use), so that
-    /// tokens outlive restarts.
-    pub fn open(dir: &Path) -> Result<Self, WebChatError> {
-        let path = dir.join("webchat.key");
-        let io = |source| WebChatError::KeyFile {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::read(&path) {
-            Ok(key) if key.len() == 32 => return Ok(WebChat::with_key(&key)),
-            Ok(_) => return Err(WebChatError::BadKey(path.display().to_string())),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io(err)),
+    /// A web chat whose session key is the sealed secret `webchat_session_key` (created on
+    /// first use), so that tokens outlive restarts and a copy of the data cannot forge them.
+    pub fn sealed(secrets: &crate::secrets::SealedSecrets) -> Result<Self, WebChatError> {
+        use influxify_plugin_host::{Secret, SecretStore};
+        const NAME: &str = "webchat_session_key";
+        let stored = secrets
+            .get(NAME)
+            .map_err(|err| WebChatError::Secrets(err.to_string()))?;
+        if let Some(Secret::Value { value }) = stored {
+            return Ok(WebChat::with_key(value.as_bytes()));
         }
         let mut key = [0u8; 32];
         SystemRandom::new()
             .fill(&mut key)
             .map_err(|_| WebChatError::Random)?;
-        std::fs::create_dir_all(dir).map_err(io)?;
-        crate::files::write_private(&path, &key).map_err(io)?;
-        Ok(WebChat::with_key(&key))
+        let value: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        secrets
+            .set(
+                NAME,
+                &Secret::Value {
+                    value: value.clone(),
+                },
+            )
+            .map_err(|err| WebChatError::Secrets(err.to_string()))?;
+        Ok(WebChat::with_key(value.as_bytes()))
     }
 
     /// Opens a session for a new user.
@@ -209,7 +212,7 @@ impl WebChat {
         let Ok(mut users) = self.users.lock() else {
             return;
         };
-        if users.len() > 10_000 {
+        if users.len() > MAX_MAILBOXES && !users.contains_key(user) {
             users.retain(|_, m| m.live.receiver_count() > 0 || m.touched.elapsed() < IDLE);
         }
         let mailbox = users.entry(user.to_string()).or_insert_with(Mailbox::new);
@@ -231,6 +234,20 @@ impl WebChat {
         let _ = mailbox.live.send(delivery);
     }
 
+    /// Forgets the replies kept for `key`'s user (an erasure).
+    pub fn forget(&self, key: &ConversationKey) {
+        if key.channel != CHANNEL {
+            return;
+        }
+        // The open stream stays (the page is told the erasure is done); what it could replay
+        // goes.
+        if let Ok(mut users) = self.users.lock()
+            && let Some(mailbox) = users.get_mut(&key.user)
+        {
+            mailbox.recent.clear();
+        }
+    }
+
     /// What was sent after `after`, then everything sent from now on.
     fn subscribe(
         &self,
@@ -238,6 +255,9 @@ impl WebChat {
         after: u64,
     ) -> (VecDeque<Delivery>, broadcast::Receiver<Delivery>) {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if users.len() > MAX_MAILBOXES && !users.contains_key(user) {
+            users.retain(|_, m| m.live.receiver_count() > 0 || m.touched.elapsed() < IDLE);
+        }
         let mailbox = users.entry(user.to_string()).or_insert_with(Mailbox::new);
         mailbox.touched = Instant::now();
         let missed = mailbox
@@ -327,7 +347,7 @@ pub async fn open_session(State(state): State<AppState>, body: Bytes) -> Respons
     if !request.profile.is_empty() {
         let inbound = Inbound::new(
             ConversationKey::new(CHANNEL, session.user.clone()),
-            "profile",
+            format!("profile:{}", session.user),
             now_ms(),
             Event::Profile {
                 profile: request.profile,
@@ -394,8 +414,9 @@ pub async fn post_message(
     if let Err(why) = check(&posted) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, &why);
     }
+    // Dedup ids are unique per channel: the page's own id is scoped by its user.
     let id = match posted.id {
-        Some(id) => format!("c:{id}"),
+        Some(id) => format!("c:{user}:{id}"),
         None => match state.webchat.session() {
             // A fresh random id: the user part of a new session is 128 random bits.
             Ok(fresh) => format!("s:{}", fresh.user),
@@ -414,7 +435,8 @@ pub async fn post_message(
     )];
     let commands = crate::privacy::take_commands(&state.privacy, &mut inbound);
     if !commands.is_empty() {
-        crate::privacy::run_commands(&state, commands).await;
+        let state = state.clone();
+        tokio::spawn(async move { crate::privacy::run_commands(&state, commands).await });
         return json(
             StatusCode::ACCEPTED,
             &serde_json::json!({ "id": id, "duplicate": false }),
@@ -473,13 +495,21 @@ pub async fn events(
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.split_once('-'))
+        .filter(|(boot, _)| *boot == state.webchat.boot)
+        .and_then(|(_, seq)| seq.parse().ok())
         .unwrap_or(0);
     let (missed, live) = state.webchat.subscribe(&user, after);
     let closing = state.webchat.closing.subscribe();
-    Sse::new(stream_of(missed, live, closing, after))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    Sse::new(stream_of(
+        missed,
+        live,
+        closing,
+        after,
+        state.webchat.boot.clone(),
+    ))
+    .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    .into_response()
 }
 
 fn stream_of(
@@ -487,10 +517,11 @@ fn stream_of(
     live: broadcast::Receiver<Delivery>,
     closing: tokio::sync::watch::Receiver<bool>,
     after: u64,
+    boot: String,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     stream::unfold(
-        (missed, live, closing, after),
-        |(mut missed, mut live, mut closing, mut last)| async move {
+        (missed, live, closing, after, boot),
+        |(mut missed, mut live, mut closing, mut last, boot)| async move {
             let delivery = loop {
                 if let Some(delivery) = missed.pop_front() {
                     break delivery;
@@ -511,10 +542,10 @@ fn stream_of(
             };
             last = delivery.seq;
             let event = SseEvent::default()
-                .id(delivery.seq.to_string())
+                .id(format!("{boot}-{}", delivery.seq))
                 .event(delivery.kind)
                 .data(delivery.data);
-            Some((Ok(event), (missed, live, closing, last)))
+            Some((Ok(event), (missed, live, closing, last, boot)))
         },
     )
 }

@@ -137,6 +137,14 @@ impl State {
         }
         erasure.timers = timers.len();
         self.restricted.remove(key);
+        let prefixes = crate::record::runtime_event_ids(key);
+        self.dedup.retain(|(partition, channel, id), _| {
+            !(*partition == key.partition()
+                && *channel == key.channel
+                && prefixes
+                    .iter()
+                    .any(|(prefix, _)| id.starts_with(prefix.as_str())))
+        });
         erasure
     }
 

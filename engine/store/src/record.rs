@@ -165,3 +165,12 @@ pub struct FlowVersion {
     /// When it was published.
     pub published_at: u64,
 }
+
+/// The prefixes of the event ids the runtime makes for `conversation` (fired timers, plugin
+/// results), with what each is for: erasing a conversation removes their dedup markers.
+pub fn runtime_event_ids(conversation: &ConversationKey) -> [(String, &'static str); 2] {
+    [
+        (format!("timer:{}:", conversation.user), "timer"),
+        (format!("result:{conversation}:"), "result"),
+    ]
+}

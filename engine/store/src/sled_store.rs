@@ -100,15 +100,20 @@ fn timer_index_key(conversation: &ConversationKey, timer: u64) -> Vec<u8> {
 
 /// The dedup key: (channel instance, provider id), under the conversation's partition.
 fn dedup_key(event: &Inbound) -> Vec<u8> {
-    let channel = event.conversation.channel.as_bytes();
-    let mut key = scoped(event.conversation.partition(), DEDUP);
+    dedup_prefix(&event.conversation, &event.id)
+}
+
+/// Dedup keys of `conversation`'s channel whose id starts with `id`.
+fn dedup_prefix(conversation: &ConversationKey, id: &str) -> Vec<u8> {
+    let channel = conversation.channel.as_bytes();
+    let mut key = scoped(conversation.partition(), DEDUP);
     key.extend_from_slice(
         &u16::try_from(channel.len())
             .unwrap_or(u16::MAX)
             .to_be_bytes(),
     );
     key.extend_from_slice(channel);
-    key.extend_from_slice(event.id.as_bytes());
+    key.extend_from_slice(id.as_bytes());
     key
 }
 
@@ -268,6 +273,11 @@ impl Group<'_> {
             }
         }
         self.remove(conversation_scoped(conversation, RESTRICTED));
+        // The runtime's own event ids name the user: their markers go too (and a new
+        // conversation's timers and plugin results cannot collide with them).
+        for (prefix, _) in crate::record::runtime_event_ids(conversation) {
+            self.remove_prefix(data, dedup_prefix(conversation, &prefix))?;
+        }
         Ok(erasure)
     }
 }
@@ -630,10 +640,13 @@ impl Store for SledStore {
                 else {
                     continue;
                 };
-                let record: StoredConversation =
-                    decode(&format!("conversation {conversation}"), &value)?;
-                if record.updated_at < before {
-                    idle.push(conversation);
+                // A record that cannot be read is reported by its writer; it must not stop the
+                // sweep of all the others.
+                match decode::<StoredConversation>(&format!("conversation {conversation}"), &value)
+                {
+                    Ok(record) if record.updated_at < before => idle.push(conversation),
+                    Ok(_) => {}
+                    Err(err) => eprintln!("influxify-store: skipped in the idle scan: {err}"),
                 }
             }
         }

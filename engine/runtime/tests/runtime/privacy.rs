@@ -94,3 +94,88 @@ async fn a_restricted_conversation_is_acknowledged_but_not_processed() {
     runtime.quiesce().await;
     assert_eq!(recorder.texts("ada"), ["When?"]);
 }
+
+const QUICK: &str = "
+id: quick
+start: ask
+nodes:
+  ask: { kind: ask, prompt: When?, store: when, next: wait }
+  wait: { kind: wait, for: 150ms, next: ping }
+  ping: { kind: end, text: 'Reminder: {{ when }}' }
+";
+
+async fn quick() -> (Runtime, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let runtime = runtime_with(
+        Arc::new(MemoryStore::new()),
+        recorder.clone(),
+        "quick",
+        &[("quick.yaml", QUICK)],
+    )
+    .await;
+    (runtime, recorder)
+}
+
+async fn wait_for_texts(recorder: &Recorder, user: &str, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while recorder.texts(user).len() < count && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    recorder.texts(user)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_started_after_an_erasure_gets_its_timers() {
+    let (runtime, recorder) = quick().await;
+    let now = influxify_runtime::clock::now_ms();
+    runtime
+        .ingest(vec![message("ada", "m1", now, "hi")])
+        .await
+        .unwrap();
+    runtime
+        .ingest(vec![message("ada", "m2", now + 1, "Friday")])
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for_texts(&recorder, "ada", 2).await,
+        ["When?", "Reminder: Friday"]
+    );
+    runtime.erase(&key("ada")).await.unwrap();
+    // The new conversation's first timer has the same number as the erased one's.
+    let now = influxify_runtime::clock::now_ms();
+    runtime
+        .ingest(vec![message("ada", "m3", now, "hi")])
+        .await
+        .unwrap();
+    runtime
+        .ingest(vec![message("ada", "m4", now + 1, "Monday")])
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for_texts(&recorder, "ada", 4).await,
+        ["When?", "Reminder: Friday", "When?", "Reminder: Monday"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restriction_holds_timers_until_it_is_lifted() {
+    let (runtime, recorder) = quick().await;
+    let now = influxify_runtime::clock::now_ms();
+    runtime
+        .ingest(vec![message("ada", "m1", now, "hi")])
+        .await
+        .unwrap();
+    runtime
+        .ingest(vec![message("ada", "m2", now + 1, "Friday")])
+        .await
+        .unwrap();
+    runtime.restrict(&key("ada"), true).await.unwrap();
+    // The reminder falls due while restricted: nothing goes out.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(recorder.texts("ada"), ["When?"]);
+    runtime.restrict(&key("ada"), false).await.unwrap();
+    assert_eq!(
+        wait_for_texts(&recorder, "ada", 2).await,
+        ["When?", "Reminder: Friday"]
+    );
+}
