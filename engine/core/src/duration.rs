@@ -37,7 +37,26 @@ impl std::str::FromStr for Duration {
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        // Days, hours, minutes, seconds and milliseconds, as people write them in flows and
+        // settings (`180d`, `1h 30m`, `1s 500ms`): never months or years, whose length varies.
+        let mut ms = self.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        let mut parts = Vec::new();
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                parts.push(format!("{}{unit}", ms / size));
+                ms %= size;
+            }
+        }
+        f.write_str(&parts.join(" "))
     }
 }
 
