@@ -135,6 +135,18 @@ impl Call {
     }
 }
 
+/// How long a channel plugin may take to answer a handshake or parse a webhook, whatever its
+/// manifest grants (its sends may take longer): webhook handlers run these calls inline.
+pub const WEBHOOK_TIME: Duration = Duration::from_secs(1);
+
+fn webhook_call() -> Call {
+    Call {
+        conversation: None,
+        idempotency_key: String::new(),
+        deadline: Some(Instant::now() + WEBHOOK_TIME),
+    }
+}
+
 /// What a call used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -660,7 +672,7 @@ impl PluginHost {
         channel: &str,
         request: &wit_channel::HttpRequest,
     ) -> Result<Option<wit_channel::HttpReply>, PluginError> {
-        self.with_channel(channel, &Call::new(None, ""), |bindings, store, _| {
+        self.with_channel(channel, &webhook_call(), |bindings, store, _| {
             bindings
                 .influxify_plugin_channel()
                 .call_verify(store, request)
@@ -680,7 +692,7 @@ impl PluginHost {
             )));
         }
         let events = self
-            .with_channel(channel, &Call::new(None, ""), |bindings, store, _| {
+            .with_channel(channel, &webhook_call(), |bindings, store, _| {
                 bindings
                     .influxify_plugin_channel()
                     .call_parse(store, request)
