@@ -8,7 +8,8 @@
 //! Options: `--seconds N` (default 30), `--connections N` (64), `--flow echo|plugins|silent` (a
 //! plain reply; a flow that calls the consent and sheets plugins on every message; no reply at
 //! all, the ingest path alone), `--payloads N`
-//! (distinct payloads, default 300000; after them wrk cycles and repeats count as duplicates).
+//! (distinct payloads, default 300000; after them wrk cycles and repeats count as duplicates),
+//! `--cache-mb N` (sled's page cache).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -64,6 +65,7 @@ struct Options {
     connections: u32,
     flow: String,
     payloads: usize,
+    cache_mb: Option<u64>,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
@@ -72,6 +74,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         connections: 64,
         flow: "echo".into(),
         payloads: 300_000,
+        cache_mb: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -83,6 +86,7 @@ fn options(args: &[String]) -> Result<Options, String> {
             }
             "--flow" => options.flow = value()?,
             "--payloads" => options.payloads = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--cache-mb" => options.cache_mb = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -271,6 +275,14 @@ pub fn load(args: &[String]) -> Result<(), String> {
         _ => ECHO,
     };
     std::fs::write(work.join("flows/load.yaml"), flow).map_err(|e| e.to_string())?;
+    if let Some(cache_mb) = options.cache_mb {
+        // `influxify serve` reads the configuration in its working directory.
+        std::fs::write(
+            work.join("influxify.toml"),
+            format!("[store]\ncache_mb = {cache_mb}\n"),
+        )
+        .map_err(|e| e.to_string())?;
+    }
     let graph = fake_graph()?;
     install(&work, &graph, &["messenger", "consent", "sheets"])?;
     eprintln!("xtask: signing {} payloads", options.payloads);
