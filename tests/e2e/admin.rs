@@ -203,6 +203,8 @@ fn admins_manage_versions_secrets_and_end_users_data() {
         .find(|e| e["plugin"] == "consent")
         .unwrap_or_else(|| panic!("no consent record in {export}"));
     assert!(consent.to_string().contains("analytics"), "{consent}");
+    // Without `transcript_ttl`, message text is not kept beyond its turn.
+    assert_eq!(export["transcript"], serde_json::json!([]), "{export}");
 
     // Erase: all of it, and the audit keeps only that an erasure happened.
     let (status, erased) = call(&served, Some(ADMIN_KEY), "DELETE", &user_path, None);

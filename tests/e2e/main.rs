@@ -20,6 +20,7 @@ mod sheets;
 /// A fake Google Sheets API and OAuth token endpoint (shared with the plugin host's tests).
 #[path = "../../engine/plugin-host/tests/builtin/server.rs"]
 mod sheets_server;
+mod transcripts;
 mod validate;
 mod webchat;
 mod webdriver;

@@ -17,6 +17,7 @@ use influxify_server::config::{LogFormat, Settings, Stranded};
 use influxify_server::metrics::Metrics;
 use influxify_server::privacy::{self, Privacy};
 use influxify_server::secrets::{KeySource, MASTER_KEY_VAR, MasterKey, SealedSecrets};
+use influxify_server::transcripts::Transcripts;
 use influxify_server::{AppState, ChannelEffects, WebChat};
 use influxify_store::{PluginKv, SledStore, Store};
 
@@ -188,14 +189,20 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let mut catalog = influxify_core::Catalog::builtin();
     catalog.actions.extend(host.catalog().actions);
     config.catalog = Some(catalog);
+    let transcripts = match settings.privacy.transcript_ttl {
+        Some(ttl) => Some(Arc::new(Transcripts::open(sled.db(), ttl.as_millis())?)),
+        None => None,
+    };
     let store: Arc<dyn Store> = Arc::new(sled);
     let webchat = Arc::new(WebChat::sealed(&secrets)?);
     let metrics = Arc::new(Metrics::default());
-    let effects = Arc::new(
-        ChannelEffects::new(host.clone())
-            .with_webchat(webchat.clone())
-            .with_metrics(metrics.clone()),
-    );
+    let mut effects = ChannelEffects::new(host.clone())
+        .with_webchat(webchat.clone())
+        .with_metrics(metrics.clone());
+    if let Some(transcripts) = &transcripts {
+        effects = effects.with_transcripts(transcripts.clone());
+    }
+    let effects = Arc::new(effects);
     let runtime = Runtime::start(store, effects.clone(), config).await?;
     let policy = match settings.bot.stranded {
         Stranded::Keep => MigrationPolicy::Keep,
@@ -234,6 +241,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             kv,
             audit,
             webchat: Some(webchat.clone()),
+            transcripts,
         }),
     };
     if settings.admin.keys.is_empty() {

@@ -186,6 +186,9 @@ pub struct PrivacySettings {
     /// The audit log (admin actions, data-subject requests, sweeps: the usage log; never
     /// message text) is kept this long.
     pub usage_log_ttl: Duration,
+    /// Keep the text of messages (the user's and the bot's) in transcripts this long. Unset
+    /// (the default): message text is not stored beyond the turn that processes it.
+    pub transcript_ttl: Option<Duration>,
     /// How often the sweeper runs.
     pub sweep_every: Duration,
     /// A file holding the 32-byte key that encrypts secrets at rest (hex); `INFLUXIFY_MASTER_KEY`
@@ -201,6 +204,7 @@ impl Default for PrivacySettings {
         PrivacySettings {
             inactivity_ttl: Duration::from_millis(180 * DAY),
             usage_log_ttl: Duration::from_millis(365 * DAY),
+            transcript_ttl: None,
             sweep_every: Duration::from_millis(3600 * 1000),
             master_key_file: None,
             commands: Commands::default(),

@@ -12,6 +12,7 @@ use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
 use influxify_store::ConversationKey;
 
 use crate::metrics::Metrics;
+use crate::transcripts::{Speaker, Transcripts};
 use crate::webchat::{self, WebChat};
 
 /// Effects through the plugin host.
@@ -23,7 +24,12 @@ pub struct ChannelEffects {
     /// Plugin calls for effects wait here for one of half the host's instance slots, so that
     /// a backlog of sends queues instead of failing as busy, and webhooks keep the other half.
     slots: Arc<tokio::sync::Semaphore>,
+    transcripts: Option<Arc<Transcripts>>,
 }
+
+/// The idempotency-key prefix of messages the server sends itself about privacy requests: they
+/// are never written to a transcript (an erasure's confirmation would outlive the erasure).
+pub const PRIVACY_KEY_PREFIX: &str = "privacy:";
 
 /// The host's instance slots left to effects (the rest serve webhooks).
 pub const EFFECT_SLOTS: usize = influxify_plugin_host::MAX_CONCURRENT_CALLS as usize / 2;
@@ -36,6 +42,22 @@ impl ChannelEffects {
             webchat: None,
             metrics: None,
             slots: Arc::new(tokio::sync::Semaphore::new(EFFECT_SLOTS)),
+            transcripts: None,
+        }
+    }
+
+    /// Also writes what the bot sends to `transcripts` (a bot that keeps transcripts).
+    pub fn with_transcripts(mut self, transcripts: Arc<Transcripts>) -> Self {
+        self.transcripts = Some(transcripts);
+        self
+    }
+
+    fn transcribe(&self, conversation: &ConversationKey, message: &Outbound, key: &str) {
+        if let Some(transcripts) = &self.transcripts
+            && !key.starts_with(PRIVACY_KEY_PREFIX)
+            && let Err(err) = transcripts.record(conversation, Speaker::Bot, &message.text)
+        {
+            tracing::error!(error = %err, "a transcript line was not stored");
         }
     }
 
@@ -109,11 +131,12 @@ impl EffectHandler for ChannelEffects {
                 (&self.webchat, conversation.channel.as_str())
             {
                 webchat.deliver(&conversation.user, message, key).await;
+                self.transcribe(conversation, message, key);
                 return Ok(());
             }
             let plugins = self.plugins.clone();
             let channel = conversation.channel.clone();
-            let message = outbound(&conversation.user, message, last_user_at);
+            let outgoing = outbound(&conversation.user, message, last_user_at);
             let call = Call::new(Some(conversation.clone()), key);
             let _slot = self
                 .slots
@@ -122,7 +145,7 @@ impl EffectHandler for ChannelEffects {
                 .map_err(|err| EffectError::retryable(err.to_string()))?;
             let started = Instant::now();
             let sent = tokio::task::spawn_blocking(move || {
-                plugins.channel_send(&channel, &message, &call)
+                plugins.channel_send(&channel, &outgoing, &call)
             })
             .await
             .map_err(|err| EffectError::retryable(err.to_string()))?;
@@ -131,6 +154,9 @@ impl EffectHandler for ChannelEffects {
                 sent.as_ref().map(|_| "sent"),
                 started,
             );
+            if sent.is_ok() {
+                self.transcribe(conversation, message, key);
+            }
             sent.map(|_| ()).map_err(effect_error)
         })
     }

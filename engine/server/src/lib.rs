@@ -17,6 +17,7 @@ pub mod playground;
 pub mod privacy;
 mod reply;
 pub mod secrets;
+pub mod transcripts;
 pub mod webchat;
 mod webhook;
 

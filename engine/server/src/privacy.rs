@@ -30,6 +30,8 @@ pub struct Privacy {
     pub audit: Arc<AuditLog>,
     /// The web chat, whose reply buffers an erasure empties.
     pub webchat: Option<Arc<crate::WebChat>>,
+    /// Transcripts, when the bot opted in.
+    pub transcripts: Option<Arc<crate::transcripts::Transcripts>>,
 }
 
 /// Everything stored about one end user.
@@ -53,6 +55,8 @@ pub struct Export {
     pub plugin_data: Vec<PluginEntry>,
     /// Audit entries about the user.
     pub audit: Vec<AuditEntry>,
+    /// What was said, when the bot keeps transcripts (else empty: message text is not stored).
+    pub transcript: Vec<crate::transcripts::Line>,
 }
 
 /// An end user: a user id on a channel.
@@ -90,6 +94,8 @@ pub struct ErasureReport {
     pub plugin_entries: usize,
     /// Audit entries that named the user, removed.
     pub audit_entries: usize,
+    /// Transcript lines removed.
+    pub transcript_lines: usize,
 }
 
 /// What a retention sweep removed.
@@ -101,6 +107,8 @@ pub struct SweepReport {
     pub dedup_markers: usize,
     /// Audit (usage log) entries older than the retention period.
     pub audit_entries: usize,
+    /// Transcript lines older than the bot's transcript period.
+    pub transcript_lines: usize,
 }
 
 /// A privacy operation failed.
@@ -115,6 +123,21 @@ pub enum PrivacyError {
     /// The audit log failed.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The transcripts failed.
+    #[error(transparent)]
+    Transcripts(#[from] crate::transcripts::TranscriptError),
+}
+
+impl Privacy {
+    /// Records a line of `key`'s transcript, if the bot keeps transcripts (a failure is
+    /// logged: it never stops a message).
+    pub fn transcribe(&self, key: &ConversationKey, from: crate::transcripts::Speaker, text: &str) {
+        if let Some(transcripts) = &self.transcripts
+            && let Err(err) = transcripts.record(key, from, text)
+        {
+            tracing::error!(error = %err, "a transcript line was not stored");
+        }
+    }
 }
 
 fn as_json(value: impl Serialize) -> serde_json::Value {
@@ -172,6 +195,10 @@ impl Privacy {
             timers: store.timers(key)?.into_iter().map(as_json).collect(),
             plugin_data,
             audit: self.audit.about(&key.to_string())?,
+            transcript: match &self.transcripts {
+                Some(transcripts) => transcripts.of(key)?,
+                None => Vec::new(),
+            },
         })
     }
 
@@ -194,6 +221,10 @@ impl Privacy {
             timers: erased.timers,
             plugin_entries: self.kv.erase_user(key)?,
             audit_entries: self.audit.forget(&key.to_string())?,
+            transcript_lines: match &self.transcripts {
+                Some(transcripts) => transcripts.erase(key)?,
+                None => 0,
+            },
         };
         self.audit.record(
             actor,
@@ -244,6 +275,9 @@ impl Privacy {
             if runtime.erase_if_idle(&key, idle_before).await?.is_some() {
                 self.kv.erase_user(&key)?;
                 self.audit.forget(&key.to_string())?;
+                if let Some(transcripts) = &self.transcripts {
+                    transcripts.erase(&key)?;
+                }
                 if let Some(webchat) = &self.webchat {
                     webchat.forget(&key);
                 }
@@ -255,6 +289,9 @@ impl Privacy {
         report.dedup_markers = tokio::task::spawn_blocking(move || store.sweep_dedup(dedup_before))
             .await
             .map_err(|e| influxify_runtime::RuntimeError::Refused(e.to_string()))??;
+        if let Some(transcripts) = &self.transcripts {
+            report.transcript_lines = transcripts.sweep()?;
+        }
         report.audit_entries = self
             .audit
             .sweep(now.saturating_sub(self.settings.usage_log_ttl.as_millis()))?;
@@ -362,7 +399,7 @@ pub async fn run_commands(state: &crate::AppState, commands: Vec<(ConversationKe
         };
         match done {
             Ok(()) => {
-                let id = format!("privacy:{}:{}", key, now_ms());
+                let id = format!("{}{}:{}", crate::effects::PRIVACY_KEY_PREFIX, key, now_ms());
                 if let Err(err) = state
                     .effects
                     .send(&key, &confirmation(command), &id, Some(now_ms()))

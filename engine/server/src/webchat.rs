@@ -442,8 +442,10 @@ pub async fn post_message(
             &serde_json::json!({ "id": id, "duplicate": false }),
         );
     }
+    let said = crate::webhook::user_texts(&inbound);
     match state.runtime.ingest(inbound).await {
         Ok(ingested) => {
+            crate::webhook::transcribe_new(&state, &said, &ingested);
             state.metrics.ingest_latency.observe(started.elapsed());
             let duplicate = matches!(ingested.first(), Some(Ingested::Duplicate));
             let restricted = matches!(ingested.first(), Some(Ingested::Restricted));

@@ -124,8 +124,10 @@ pub async fn receive(
     if inbound.is_empty() {
         return text(StatusCode::OK, "ok");
     }
+    let said = user_texts(&inbound);
     match state.runtime.ingest(inbound).await {
-        Ok(_) => {
+        Ok(results) => {
+            transcribe_new(&state, &said, &results);
             state.metrics.ingest_latency.observe(started.elapsed());
             text(StatusCode::OK, "ok")
         }
@@ -179,4 +181,37 @@ fn to_inbound(channel: &str, event: InboundEvent) -> Inbound {
         event.timestamp_ms,
         Event::User(message),
     )
+}
+
+/// The user messages with text among `events`, by position: what a transcript records.
+pub(crate) fn user_texts(events: &[Inbound]) -> Vec<Option<(ConversationKey, String)>> {
+    events
+        .iter()
+        .map(|event| match &event.event {
+            Event::User(message) => message
+                .text
+                .clone()
+                .map(|text| (event.conversation.clone(), text)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes the texts of the events that were new (not redeliveries, not restricted) to their
+/// transcripts, when the bot keeps them.
+pub(crate) fn transcribe_new(
+    state: &AppState,
+    said: &[Option<(ConversationKey, String)>],
+    results: &[influxify_store::Ingested],
+) {
+    if state.privacy.transcripts.is_none() {
+        return;
+    }
+    for (said, result) in said.iter().zip(results) {
+        if let (Some((key, text)), influxify_store::Ingested::New(_)) = (said, result) {
+            state
+                .privacy
+                .transcribe(key, crate::transcripts::Speaker::User, text);
+        }
+    }
 }
