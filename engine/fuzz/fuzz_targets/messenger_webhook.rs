@@ -7,7 +7,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use hmac::{Mac, digest::KeyInit};
 use influxify_plugin_host::channel_types::HttpRequest;
 use influxify_plugin_host::{HostConfig, MemorySecrets, PluginError, PluginHost};
 use libfuzzer_sys::fuzz_target;
@@ -38,19 +37,6 @@ fn host() -> &'static PluginHost {
     })
 }
 
-fn sign(body: &[u8]) -> String {
-    let mut mac =
-        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((mode, body)) = data.split_first() else {
         return;
@@ -58,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     let signature = match mode % 4 {
         0 => "sha256=00".to_string(),
         1 => String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned(),
-        _ => sign(body),
+        _ => influxify_plugin_host::harness::signature(APP_SECRET, body),
     };
     let request = HttpRequest {
         method: "POST".into(),

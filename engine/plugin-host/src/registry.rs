@@ -139,6 +139,21 @@ impl Call {
 /// manifest grants (its sends may take longer): webhook handlers run these calls inline.
 pub const WEBHOOK_TIME: Duration = Duration::from_secs(1);
 
+/// The bytes of text an inbound event's kind carries (the size a channel's output is held to).
+fn kind_bytes(kind: &wit_channel::InboundKind) -> usize {
+    use wit_channel::InboundKind;
+    match kind {
+        InboundKind::Text(text) | InboundKind::Referral(text) => text.len(),
+        InboundKind::QuickReply((title, payload)) | InboundKind::Postback((title, payload)) => {
+            title.len() + payload.len()
+        }
+        InboundKind::Attachments(attachments) => attachments
+            .iter()
+            .map(|a| a.kind.len() + a.url.as_ref().map_or(0, String::len))
+            .sum(),
+    }
+}
+
 fn webhook_call() -> Call {
     Call {
         conversation: None,
@@ -700,7 +715,7 @@ impl PluginHost {
             .map_err(guest_error)?;
         let size: usize = events
             .iter()
-            .map(|e| e.user_id.len() + e.event_id.len() + format!("{:?}", e.kind).len())
+            .map(|e| e.user_id.len() + e.event_id.len() + kind_bytes(&e.kind))
             .sum();
         if size > MAX_OUTPUT_BYTES {
             return Err(PluginError::OutputTooLarge {
@@ -725,10 +740,11 @@ impl PluginHost {
                     .call_send(store, message, context)
             })?
             .map_err(guest_error);
-        match (sent, self.plugin(channel)) {
-            (Err(err), Some(plugin)) => Err(reported(&plugin, "send", err)),
-            (sent, _) => sent,
-        }
+        // The plugin is looked up again only to report a failure.
+        sent.map_err(|err| match self.plugin(channel) {
+            Some(plugin) => reported(&plugin, "send", err),
+            None => err,
+        })
     }
 
     fn with_channel<T>(

@@ -522,12 +522,7 @@ impl Runtime {
         };
         let inbound = Inbound::new(
             item.conversation.clone(),
-            format!(
-                "{}{}:{}",
-                influxify_store::record::runtime_event_ids(&item.conversation)[1].0,
-                item.turn,
-                item.step
-            ),
+            influxify_store::record::result_event_id(&item.conversation, item.turn, item.step),
             now_ms(),
             event,
         );

@@ -68,11 +68,7 @@ impl Runtime {
                 timer: timer.clone(),
                 event: Inbound::new(
                     timer.conversation.clone(),
-                    format!(
-                        "{}{}",
-                        influxify_store::record::runtime_event_ids(&timer.conversation)[0].0,
-                        timer.timer
-                    ),
+                    influxify_store::record::timer_event_id(&timer.conversation, timer.timer),
                     now,
                     Event::Timer { timer: timer.timer },
                 ),

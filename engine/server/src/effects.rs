@@ -27,10 +27,6 @@ pub struct ChannelEffects {
     transcripts: Option<Arc<Transcripts>>,
 }
 
-/// The idempotency-key prefix of messages the server sends itself about privacy requests: they
-/// are never written to a transcript (an erasure's confirmation would outlive the erasure).
-pub const PRIVACY_KEY_PREFIX: &str = "privacy:";
-
 /// The host's instance slots left to effects (the rest serve webhooks).
 pub const EFFECT_SLOTS: usize = influxify_plugin_host::MAX_CONCURRENT_CALLS as usize / 2;
 
@@ -52,13 +48,48 @@ impl ChannelEffects {
         self
     }
 
-    fn transcribe(&self, conversation: &ConversationKey, message: &Outbound, key: &str) {
+    fn transcribe(&self, conversation: &ConversationKey, message: &Outbound) {
         if let Some(transcripts) = &self.transcripts
-            && !key.starts_with(PRIVACY_KEY_PREFIX)
             && let Err(err) = transcripts.record(conversation, Speaker::Bot, &message.text)
         {
             tracing::error!(error = %err, "a transcript line was not stored");
         }
+    }
+
+    /// Delivers `message` through the conversation's channel (the web chat, or its channel
+    /// plugin), without writing it to a transcript: what the server says itself (the
+    /// confirmation of an erasure must not outlive the erasure) goes out this way.
+    pub async fn deliver(
+        &self,
+        conversation: &ConversationKey,
+        message: &Outbound,
+        key: &str,
+        last_user_at: Option<u64>,
+    ) -> Result<(), EffectError> {
+        if let (Some(webchat), webchat::CHANNEL) = (&self.webchat, conversation.channel.as_str()) {
+            webchat.deliver(&conversation.user, message, key).await;
+            return Ok(());
+        }
+        let plugins = self.plugins.clone();
+        let channel = conversation.channel.clone();
+        let outgoing = outbound(&conversation.user, message, last_user_at);
+        let call = Call::new(Some(conversation.clone()), key);
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|err| EffectError::retryable(err.to_string()))?;
+        let started = Instant::now();
+        let sent =
+            tokio::task::spawn_blocking(move || plugins.channel_send(&channel, &outgoing, &call))
+                .await
+                .map_err(|err| EffectError::retryable(err.to_string()))?;
+        self.record(
+            &conversation.channel,
+            sent.as_ref().map(|_| "sent"),
+            started,
+        );
+        sent.map(|_| ()).map_err(effect_error)
     }
 
     /// Also counts plugin calls in `metrics`.
@@ -127,37 +158,10 @@ impl EffectHandler for ChannelEffects {
         last_user_at: Option<u64>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
-            if let (Some(webchat), webchat::CHANNEL) =
-                (&self.webchat, conversation.channel.as_str())
-            {
-                webchat.deliver(&conversation.user, message, key).await;
-                self.transcribe(conversation, message, key);
-                return Ok(());
-            }
-            let plugins = self.plugins.clone();
-            let channel = conversation.channel.clone();
-            let outgoing = outbound(&conversation.user, message, last_user_at);
-            let call = Call::new(Some(conversation.clone()), key);
-            let _slot = self
-                .slots
-                .acquire()
-                .await
-                .map_err(|err| EffectError::retryable(err.to_string()))?;
-            let started = Instant::now();
-            let sent = tokio::task::spawn_blocking(move || {
-                plugins.channel_send(&channel, &outgoing, &call)
-            })
-            .await
-            .map_err(|err| EffectError::retryable(err.to_string()))?;
-            self.record(
-                &conversation.channel,
-                sent.as_ref().map(|_| "sent"),
-                started,
-            );
-            if sent.is_ok() {
-                self.transcribe(conversation, message, key);
-            }
-            sent.map(|_| ()).map_err(effect_error)
+            self.deliver(conversation, message, key, last_user_at)
+                .await?;
+            self.transcribe(conversation, message);
+            Ok(())
         })
     }
 

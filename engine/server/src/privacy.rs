@@ -128,14 +128,40 @@ pub enum PrivacyError {
     Transcripts(#[from] crate::transcripts::TranscriptError),
 }
 
+/// A user's text among a batch of events, by position (see [`Privacy::transcript_lines`]).
+pub type TranscriptLine = Option<(ConversationKey, String)>;
+
 impl Privacy {
-    /// Records a line of `key`'s transcript, if the bot keeps transcripts (a failure is
-    /// logged: it never stops a message).
-    pub fn transcribe(&self, key: &ConversationKey, from: crate::transcripts::Speaker, text: &str) {
-        if let Some(transcripts) = &self.transcripts
-            && let Err(err) = transcripts.record(key, from, text)
-        {
-            tracing::error!(error = %err, "a transcript line was not stored");
+    /// The user texts among `events`, by position, to write to transcripts once they are
+    /// stored; nothing is copied when the bot keeps no transcripts.
+    pub fn transcript_lines(&self, events: &[Inbound]) -> Vec<TranscriptLine> {
+        if self.transcripts.is_none() {
+            return Vec::new();
+        }
+        events
+            .iter()
+            .map(|event| match &event.event {
+                Event::User(message) => message
+                    .text
+                    .clone()
+                    .map(|text| (event.conversation.clone(), text)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Writes the lines whose events were new (not redeliveries, not restricted) to their
+    /// transcripts (a failure is logged: it never stops a message).
+    pub fn transcribe_new(&self, lines: &[TranscriptLine], results: &[influxify_store::Ingested]) {
+        let Some(transcripts) = &self.transcripts else {
+            return;
+        };
+        for (line, result) in lines.iter().zip(results) {
+            if let (Some((key, text)), influxify_store::Ingested::New(_)) = (line, result)
+                && let Err(err) = transcripts.record(key, crate::transcripts::Speaker::User, text)
+            {
+                tracing::error!(error = %err, "a transcript line was not stored");
+            }
         }
     }
 }
@@ -302,9 +328,21 @@ impl Privacy {
 
     /// The in-chat command `text` asks for, if any.
     pub fn command(&self, text: &str) -> Option<Command> {
-        let said = text.trim().trim_end_matches(['.', '!']).to_lowercase();
-        let matches = |words: &[String]| words.iter().any(|w| w.to_lowercase() == said);
         let commands = &self.settings.commands;
+        let said = text.trim().trim_end_matches(['.', '!']);
+        let longest = [&commands.erase, &commands.stop, &commands.resume]
+            .into_iter()
+            .flatten()
+            .map(String::len)
+            .max()
+            .unwrap_or(0);
+        // Lower-casing changes a text's length little: most messages are too long to be a
+        // command, and are not copied to find out.
+        if said.len() > 2 * longest {
+            return None;
+        }
+        let said = said.to_lowercase();
+        let matches = |words: &[String]| words.iter().any(|w| w.to_lowercase() == said);
         if matches(&commands.erase) {
             Some(Command::Erase)
         } else if matches(&commands.stop) {
@@ -376,7 +414,6 @@ pub fn confirmation(command: Command) -> Outbound {
 
 /// Carries out in-chat commands and tells each user it is done (through their channel).
 pub async fn run_commands(state: &crate::AppState, commands: Vec<(ConversationKey, Command)>) {
-    use influxify_runtime::EffectHandler;
     for (key, command) in commands {
         let done = match command {
             Command::Erase => state
@@ -399,10 +436,10 @@ pub async fn run_commands(state: &crate::AppState, commands: Vec<(ConversationKe
         };
         match done {
             Ok(()) => {
-                let id = format!("{}{}:{}", crate::effects::PRIVACY_KEY_PREFIX, key, now_ms());
+                let id = format!("privacy:{key}:{}", now_ms());
                 if let Err(err) = state
                     .effects
-                    .send(&key, &confirmation(command), &id, Some(now_ms()))
+                    .deliver(&key, &confirmation(command), &id, Some(now_ms()))
                     .await
                 {
                     tracing::warn!(error = %err.message, "the confirmation of an in-chat privacy request was not delivered");

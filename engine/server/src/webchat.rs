@@ -442,10 +442,10 @@ pub async fn post_message(
             &serde_json::json!({ "id": id, "duplicate": false }),
         );
     }
-    let said = crate::webhook::user_texts(&inbound);
+    let said = state.privacy.transcript_lines(&inbound);
     match state.runtime.ingest(inbound).await {
         Ok(ingested) => {
-            crate::webhook::transcribe_new(&state, &said, &ingested);
+            state.privacy.transcribe_new(&said, &ingested);
             state.metrics.ingest_latency.observe(started.elapsed());
             let duplicate = matches!(ingested.first(), Some(Ingested::Duplicate));
             let restricted = matches!(ingested.first(), Some(Ingested::Restricted));

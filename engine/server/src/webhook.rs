@@ -94,13 +94,12 @@ pub async fn receive(
     }
     let started = std::time::Instant::now();
     let request = request("POST", query, &headers, &body);
-    let (plugins, name) = (state.plugins.clone(), channel.clone());
     // Inline on the async worker: a parse takes tens of microseconds and the host stops it at
     // `WEBHOOK_TIME` (1 s), while a hand-off to the blocking pool cost more than the call
     // (measured: about 10% of the CPU in thread wake-ups at 9,000 requests/s).
     let parsed = {
         let _slot = WEBHOOK_SLOTS.acquire().await;
-        plugins.channel_parse(&name, &request)
+        state.plugins.channel_parse(&channel, &request)
     };
     let events = match parsed {
         Ok(events) => events,
@@ -124,10 +123,10 @@ pub async fn receive(
     if inbound.is_empty() {
         return text(StatusCode::OK, "ok");
     }
-    let said = user_texts(&inbound);
+    let said = state.privacy.transcript_lines(&inbound);
     match state.runtime.ingest(inbound).await {
         Ok(results) => {
-            transcribe_new(&state, &said, &results);
+            state.privacy.transcribe_new(&said, &results);
             state.metrics.ingest_latency.observe(started.elapsed());
             text(StatusCode::OK, "ok")
         }
@@ -181,37 +180,4 @@ fn to_inbound(channel: &str, event: InboundEvent) -> Inbound {
         event.timestamp_ms,
         Event::User(message),
     )
-}
-
-/// The user messages with text among `events`, by position: what a transcript records.
-pub(crate) fn user_texts(events: &[Inbound]) -> Vec<Option<(ConversationKey, String)>> {
-    events
-        .iter()
-        .map(|event| match &event.event {
-            Event::User(message) => message
-                .text
-                .clone()
-                .map(|text| (event.conversation.clone(), text)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Writes the texts of the events that were new (not redeliveries, not restricted) to their
-/// transcripts, when the bot keeps them.
-pub(crate) fn transcribe_new(
-    state: &AppState,
-    said: &[Option<(ConversationKey, String)>],
-    results: &[influxify_store::Ingested],
-) {
-    if state.privacy.transcripts.is_none() {
-        return;
-    }
-    for (said, result) in said.iter().zip(results) {
-        if let (Some((key, text)), influxify_store::Ingested::New(_)) = (said, result) {
-            state
-                .privacy
-                .transcribe(key, crate::transcripts::Speaker::User, text);
-        }
-    }
 }

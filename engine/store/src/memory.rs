@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::keys::ConversationKey;
 use crate::port::{Applied, Erasure, Place, Result, Store, StoreError, Write};
 use crate::record::{
-    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
+    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit, now_ms,
 };
 
 #[derive(Debug, Default)]
@@ -15,7 +15,7 @@ struct State {
     conversations: BTreeMap<ConversationKey, StoredConversation>,
     inbox: BTreeMap<(ConversationKey, u64), Inbound>,
     /// (partition, channel, provider id), as sled keeps it: dedup never crosses partitions.
-    /// With when each was ingested (the test clock: the sequence number).
+    /// With when each was ingested (ms since the Unix epoch).
     dedup: BTreeMap<(u16, String, String), u64>,
     restricted: BTreeSet<ConversationKey>,
     outbox: BTreeMap<(ConversationKey, u64, u32), OutboxItem>,
@@ -137,13 +137,13 @@ impl State {
         }
         erasure.timers = timers.len();
         self.restricted.remove(key);
-        let prefixes = crate::record::runtime_event_ids(key);
+        let prefixes = crate::record::runtime_event_prefixes(key);
         self.dedup.retain(|(partition, channel, id), _| {
             !(*partition == key.partition()
                 && *channel == key.channel
                 && prefixes
                     .iter()
-                    .any(|(prefix, _)| id.starts_with(prefix.as_str())))
+                    .any(|prefix| id.starts_with(prefix.as_str())))
         });
         erasure
     }
@@ -186,14 +186,6 @@ impl State {
             .insert((event.conversation.clone(), self.next_seq), event.clone());
         Ingested::New(self.next_seq)
     }
-}
-
-/// The wall clock, in ms since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// What an event is deduplicated on: (partition, channel, provider id).

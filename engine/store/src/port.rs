@@ -49,8 +49,9 @@ pub enum Write {
         /// The event.
         event: Inbound,
     },
-    /// Delete everything stored for a conversation: its record, place, inbox, outbox and
-    /// timers (dedup markers name no user and expire by age, see [`Store::sweep_dedup`]).
+    /// Delete everything stored for a conversation: its record, place, inbox, outbox, timers,
+    /// restriction, and the dedup markers of the runtime's own event ids for it (they name the
+    /// user; a channel's message ids do not, and expire by age, see [`Store::sweep_dedup`]).
     Erase {
         /// The conversation.
         conversation: ConversationKey,

@@ -166,11 +166,30 @@ pub struct FlowVersion {
     pub published_at: u64,
 }
 
-/// The prefixes of the event ids the runtime makes for `conversation` (fired timers, plugin
-/// results), with what each is for: erasing a conversation removes their dedup markers.
-pub fn runtime_event_ids(conversation: &ConversationKey) -> [(String, &'static str); 2] {
+/// The event id of `conversation`'s timer `timer` when it fires.
+pub fn timer_event_id(conversation: &ConversationKey, timer: u64) -> String {
+    format!("timer:{}:{timer}", conversation.user)
+}
+
+/// The event id of the result of the plugin call `(turn, step)` of `conversation`.
+pub fn result_event_id(conversation: &ConversationKey, turn: u64, step: u32) -> String {
+    format!("result:{conversation}:{turn}:{step}")
+}
+
+/// The prefixes of the event ids above for `conversation`: erasing a conversation removes
+/// their dedup markers (they name the user).
+pub fn runtime_event_prefixes(conversation: &ConversationKey) -> [String; 2] {
     [
-        (format!("timer:{}:", conversation.user), "timer"),
-        (format!("result:{conversation}:"), "result"),
+        format!("timer:{}:", conversation.user),
+        format!("result:{conversation}:"),
     ]
+}
+
+/// The wall clock, in ms since the Unix epoch (dedup markers and restrictions record when
+/// they were written).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

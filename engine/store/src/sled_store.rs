@@ -12,7 +12,7 @@ use sled::{Batch, Db, IVec, Tree};
 use crate::keys::{ConversationKey, PARTITIONS, read_u64, with_u64};
 use crate::port::{Applied, Erasure, Place, Result, Store, StoreError, Write};
 use crate::record::{
-    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit,
+    FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit, now_ms,
 };
 
 /// sled's page cache when none is configured.
@@ -232,7 +232,7 @@ impl Group<'_> {
         Ok(Ingested::New(seq))
     }
 
-    /// Removes every key under `prefix`; how many.
+    /// Removes every key under `prefix` (not yet removed in this group); what it removed.
     fn remove_prefix(&mut self, data: &Tree, prefix: Vec<u8>) -> Result<Vec<(IVec, IVec)>> {
         let mut removed = Vec::new();
         for entry in data.scan_prefix(&prefix) {
@@ -275,19 +275,11 @@ impl Group<'_> {
         self.remove(conversation_scoped(conversation, RESTRICTED));
         // The runtime's own event ids name the user: their markers go too (and a new
         // conversation's timers and plugin results cannot collide with them).
-        for (prefix, _) in crate::record::runtime_event_ids(conversation) {
+        for prefix in crate::record::runtime_event_prefixes(conversation) {
             self.remove_prefix(data, dedup_prefix(conversation, &prefix))?;
         }
         Ok(erasure)
     }
-}
-
-/// The wall clock, in ms since the Unix epoch (dedup markers record when they were written).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// A dedup marker: the event's sequence number and when it was ingested.

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hmac::{Mac, digest::KeyInit};
 use influxify_plugin_host::channel_types::{
     Button, HttpRequest, InboundEvent, InboundKind, OutboundMessage, QuickReply,
 };
+use influxify_plugin_host::harness::signature;
 use influxify_plugin_host::{Call, HostConfig, Kind, MemorySecrets, PluginError, PluginHost};
 use influxify_store::{ConversationKey, PluginKv};
 use serde_json::json;
@@ -97,19 +97,6 @@ fn request(
         headers: pairs(headers),
         body: body.to_vec(),
     }
-}
-
-/// `sha256=<hex>` of HMAC-SHA256 of `body` keyed by `key`.
-fn signature(key: &str, body: &[u8]) -> String {
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
 }
 
 /// A webhook POST of `body` signed with the app secret, as Meta sends it.

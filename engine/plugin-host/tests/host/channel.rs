@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hmac::{Mac, digest::KeyInit};
 use influxify_plugin_host::channel_types::{
     Button, HttpRequest, InboundKind, OutboundMessage, QuickReply,
 };
+use influxify_plugin_host::harness::signature;
 use influxify_plugin_host::{Call, HostConfig, MemorySecrets, PluginError, PluginHost};
 
 use crate::server::Server;
@@ -63,15 +63,6 @@ fn request(
         headers: pairs(headers),
         body: body.to_vec(),
     }
-}
-
-/// `sha256=<hex>` of HMAC-SHA256 of `body` keyed by `key`.
-fn signature(key: &str, body: &[u8]) -> String {
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
 }
 
 /// A webhook POST of `body` signed with `key`.
