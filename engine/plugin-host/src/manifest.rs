@@ -288,13 +288,7 @@ impl Manifest {
             )));
         }
         if let Some(component) = &self.plugin.component
-            && (component.is_absolute()
-                || component.components().any(|c| {
-                    !matches!(
-                        c,
-                        std::path::Component::Normal(_) | std::path::Component::CurDir
-                    )
-                }))
+            && !inside_manifest_dir(component)
         {
             return Err(invalid(format!(
                 "plugin.component `{}` must be a path inside the manifest's directory",
@@ -401,15 +395,18 @@ impl Checked {
 /// Settings with the `@file:` files read, and those files with their modification times.
 pub type ConfigFiles = (BTreeMap<String, String>, Vec<(PathBuf, Option<SystemTime>)>);
 
+/// Whether `path` is relative and stays inside the manifest's directory (no `..`).
+fn inside_manifest_dir(path: &Path) -> bool {
+    !path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
 /// The path a `@file:` setting names, if it is inside the manifest's directory.
 fn config_file_path<'a>(key: &str, file: &'a str) -> Result<&'a Path, String> {
     let path = Path::new(file);
-    if file.trim().is_empty()
-        || path.is_absolute()
-        || path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
+    if file.trim().is_empty() || !inside_manifest_dir(path) {
         return Err(format!(
             "config `{key}`: `{CONFIG_FILE_PREFIX}{file}` must name a file inside the manifest's directory (a relative path without `..`)"
         ));
