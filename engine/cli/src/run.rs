@@ -209,7 +209,7 @@ async fn serve_stdin(
     let store: Arc<dyn Store> = Arc::new(sled);
     let printer = Arc::new(Printer {
         out: Mutex::new(std::io::stdout()),
-        plugins: host.map(ChannelEffects::new),
+        plugins: host.map(ChannelEffects::new).transpose()?,
     });
     let runtime = Runtime::start(store, printer.clone(), config).await?;
     runtime

@@ -196,7 +196,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(sled);
     let webchat = Arc::new(WebChat::sealed(&secrets)?);
     let metrics = Arc::new(Metrics::default());
-    let mut effects = ChannelEffects::new(host.clone())
+    let mut effects = ChannelEffects::new(host.clone())?
         .with_webchat(webchat.clone())
         .with_metrics(metrics.clone());
     if let Some(transcripts) = &transcripts {

@@ -1,6 +1,6 @@
 //! The runtime's effects through the plugin host: messages go out through the conversation's
-//! channel plugin, plugin calls run in the host (off the async threads), notifications are
-//! logged.
+//! channel plugin, plugin calls run in the host (on the low-priority background threads, so
+//! that webhooks are acknowledged first under load), notifications are logged.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +11,7 @@ use influxify_plugin_host::{Call, PluginError, PluginHost};
 use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
 use influxify_store::ConversationKey;
 
+use crate::background::{BACKGROUND_NICE, Background};
 use crate::metrics::Metrics;
 use crate::transcripts::{Speaker, Transcripts};
 use crate::webchat::{self, WebChat};
@@ -24,6 +25,7 @@ pub struct ChannelEffects {
     /// Plugin calls for effects wait here for one of half the host's instance slots, so that
     /// a backlog of sends queues instead of failing as busy, and webhooks keep the other half.
     slots: Arc<tokio::sync::Semaphore>,
+    background: Arc<Background>,
     transcripts: Option<Arc<Transcripts>>,
 }
 
@@ -31,15 +33,16 @@ pub struct ChannelEffects {
 pub const EFFECT_SLOTS: usize = influxify_plugin_host::MAX_CONCURRENT_CALLS as usize / 2;
 
 impl ChannelEffects {
-    /// Effects through `plugins`.
-    pub fn new(plugins: Arc<PluginHost>) -> Self {
-        ChannelEffects {
+    /// Effects through `plugins`, whose calls run on background threads of their own.
+    pub fn new(plugins: Arc<PluginHost>) -> std::io::Result<Self> {
+        Ok(ChannelEffects {
             plugins,
             webchat: None,
             metrics: None,
             slots: Arc::new(tokio::sync::Semaphore::new(EFFECT_SLOTS)),
+            background: Arc::new(Background::new(EFFECT_SLOTS, BACKGROUND_NICE)?),
             transcripts: None,
-        }
+        })
     }
 
     /// Also writes what the bot sends to `transcripts` (a bot that keeps transcripts).
@@ -80,10 +83,11 @@ impl ChannelEffects {
             .await
             .map_err(|err| EffectError::retryable(err.to_string()))?;
         let started = Instant::now();
-        let sent =
-            tokio::task::spawn_blocking(move || plugins.channel_send(&channel, &outgoing, &call))
-                .await
-                .map_err(|err| EffectError::retryable(err.to_string()))?;
+        let sent = self
+            .background
+            .run(move || plugins.channel_send(&channel, &outgoing, &call))
+            .await
+            .map_err(|err| EffectError::retryable(err.to_string()))?;
         self.record(
             &conversation.channel,
             sent.as_ref().map(|_| "sent"),
@@ -183,10 +187,11 @@ impl EffectHandler for ChannelEffects {
                 .await
                 .map_err(|err| EffectError::retryable(err.to_string()))?;
             let started = Instant::now();
-            let invoked =
-                tokio::task::spawn_blocking(move || plugins.invoke(&action, &input, &call))
-                    .await
-                    .map_err(|err| EffectError::retryable(err.to_string()))?;
+            let invoked = self
+                .background
+                .run(move || plugins.invoke(&action, &input, &call))
+                .await
+                .map_err(|err| EffectError::retryable(err.to_string()))?;
             self.record(
                 &plugin,
                 invoked.as_ref().map(|i| i.outcome.as_str()),

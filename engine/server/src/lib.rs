@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod background;
 pub mod config;
 mod effects;
 mod files;

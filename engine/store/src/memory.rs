@@ -59,7 +59,7 @@ impl State {
                 if self.outbox.remove(&outbox_key(item)).is_none() {
                     Applied::Completed(Ingested::Duplicate)
                 } else {
-                    Applied::Completed(self.ingest(result))
+                    Applied::Completed(self.enqueue(result))
                 }
             }
             Write::Unpause {
@@ -95,7 +95,7 @@ impl State {
                 }
                 self.timer_index
                     .remove(&(timer.conversation.clone(), timer.timer));
-                self.ingest(event);
+                self.enqueue(event);
                 Applied::Fired(true)
             }
             Write::Erase { conversation } => Applied::Erased(self.erase(conversation)),
@@ -181,6 +181,12 @@ impl State {
             return Ingested::Duplicate;
         }
         self.dedup.insert(dedup_key(event), now_ms());
+        self.enqueue(event)
+    }
+
+    /// Appends to the inbox without a dedup marker: what the removal of an outbox item or a
+    /// timer in the same write already makes happen once.
+    fn enqueue(&mut self, event: &Inbound) -> Ingested {
         self.next_seq += 1;
         self.inbox
             .insert((event.conversation.clone(), self.next_seq), event.clone());

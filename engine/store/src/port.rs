@@ -23,7 +23,8 @@ pub enum Write {
         /// The turns, one per event (their `consumed` is empty).
         commits: Vec<TurnCommit>,
     },
-    /// Remove a finished plugin call from the outbox and ingest its result.
+    /// Remove a finished plugin call from the outbox and append its result to the inbox. The
+    /// removal makes the result happen once: no dedup marker is written for it.
     Complete {
         /// The call.
         item: OutboxItem,
@@ -42,7 +43,8 @@ pub enum Write {
         /// Drop the failed effect instead of trying it again.
         skip: bool,
     },
-    /// Move a due timer into its conversation's inbox as `event`.
+    /// Move a due timer into its conversation's inbox as `event` (once: the timer's removal
+    /// is the guard, no dedup marker is written).
     Fire {
         /// The timer.
         timer: Timer,
@@ -50,8 +52,9 @@ pub enum Write {
         event: Inbound,
     },
     /// Delete everything stored for a conversation: its record, place, inbox, outbox, timers,
-    /// restriction, and the dedup markers of the runtime's own event ids for it (they name the
-    /// user; a channel's message ids do not, and expire by age, see [`Store::sweep_dedup`]).
+    /// restriction, and any dedup markers of the runtime's own event ids for it (they name the
+    /// user; earlier versions wrote them; a channel's message ids do not name the user, and
+    /// expire by age, see [`Store::sweep_dedup`]).
     Erase {
         /// The conversation.
         conversation: ConversationKey,

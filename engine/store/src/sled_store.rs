@@ -228,6 +228,12 @@ impl Group<'_> {
             return Ok(Ingested::Duplicate);
         }
         self.insert(dedup, dedup_value(seq));
+        self.enqueue(event, seq)
+    }
+
+    /// Appends to the inbox without a dedup marker: for what the removal of an outbox item or a
+    /// timer in the same group already makes happen once (a plugin result, a fired timer).
+    fn enqueue(&mut self, event: &Inbound, seq: u64) -> Result<Ingested> {
         self.insert(inbox_key(&event.conversation, seq), encode(event)?);
         Ok(Ingested::New(seq))
     }
@@ -273,8 +279,9 @@ impl Group<'_> {
             }
         }
         self.remove(conversation_scoped(conversation, RESTRICTED));
-        // The runtime's own event ids name the user: their markers go too (and a new
-        // conversation's timers and plugin results cannot collide with them).
+        // The runtime's own event ids name the user. Plugin results and fired timers no longer
+        // leave markers (their outbox item or timer makes them happen once), but a store
+        // written by an earlier version may still hold some: they go too.
         for prefix in crate::record::runtime_event_prefixes(conversation) {
             self.remove_prefix(data, dedup_prefix(conversation, &prefix))?;
         }
@@ -391,7 +398,7 @@ impl Store for SledStore {
                     } else {
                         group.remove(key);
                         let seq = self.db.generate_id().map_err(backend)?;
-                        Applied::Completed(group.ingest(result, seq)?)
+                        Applied::Completed(group.enqueue(result, seq)?)
                     }
                 }
                 Write::Unpause {
@@ -438,7 +445,7 @@ impl Store for SledStore {
                         group.remove(key);
                         group.remove(timer_index_key(&timer.conversation, timer.timer));
                         let seq = self.db.generate_id().map_err(backend)?;
-                        group.ingest(event, seq)?;
+                        group.enqueue(event, seq)?;
                         Applied::Fired(true)
                     }
                 }

@@ -365,3 +365,37 @@ fn old_dedup_markers_are_swept_and_fresh_ones_kept() {
         ));
     }
 }
+
+#[test]
+fn plugin_results_and_fired_timers_leave_no_dedup_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path(), 4 * 1024 * 1024).unwrap();
+    let model = MemoryStore::new();
+    for store in [&sled as &dyn Store, &model] {
+        let key = key(1);
+        let message = Inbound::new(key.clone(), "m1", 1, Event::User(UserMessage::text("x")));
+        store.ingest(&[message]).unwrap();
+        let (seq, _) = store.inbox(&key).unwrap().remove(0);
+        store
+            .commit(&turn(store, &key, vec![seq], true, false))
+            .unwrap();
+        let item = store.outbox(&key).unwrap().remove(0);
+        let result = Inbound::new(key.clone(), "result:1", 2, Event::Timer { timer: 0 });
+        assert!(matches!(
+            store.complete_with_event(&item, &result).unwrap(),
+            Ingested::New(_)
+        ));
+        // Once: the outbox item is gone.
+        assert!(matches!(
+            store.complete_with_event(&item, &result).unwrap(),
+            Ingested::Duplicate
+        ));
+        let timer = store.timers(&key).unwrap().remove(0);
+        let fired = Inbound::new(key.clone(), "timer:1", 3, Event::Timer { timer: 1 });
+        assert!(store.fire_timer(&timer, &fired).unwrap());
+        assert!(!store.fire_timer(&timer, &fired).unwrap());
+        // The user's message left the only marker.
+        assert_eq!(store.sweep_dedup(u64::MAX).unwrap(), 1);
+        assert_eq!(store.inbox(&key).unwrap().len(), 2);
+    }
+}
