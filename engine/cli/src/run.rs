@@ -241,17 +241,24 @@ async fn serve_stdin(
                 continue;
             }
             match serde_json::from_str::<Line>(&line) {
-                Ok(parsed) => events.push(Inbound::new(
-                    ConversationKey::new(parsed.channel, parsed.user),
-                    parsed.id,
-                    parsed
-                        .timestamp
-                        .unwrap_or_else(influxify_runtime::clock::now_ms),
-                    Event::User(UserMessage {
-                        text: parsed.text,
-                        payload: parsed.payload,
-                    }),
-                )),
+                Ok(parsed) => {
+                    let inbound = Inbound::new(
+                        ConversationKey::new(parsed.channel, parsed.user),
+                        parsed.id,
+                        parsed
+                            .timestamp
+                            .unwrap_or_else(influxify_runtime::clock::now_ms),
+                        Event::User(UserMessage {
+                            text: parsed.text,
+                            payload: parsed.payload,
+                        }),
+                    );
+                    // A line's own timestamp comes back with it when it is sent again.
+                    events.push(match parsed.timestamp {
+                        Some(_) => inbound.with_provider_time(),
+                        None => inbound,
+                    });
+                }
                 Err(err) => printer.print(
                     serde_json::json!({"error": format!("not an event: {err}"), "line": line}),
                 ),

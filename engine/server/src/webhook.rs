@@ -174,10 +174,22 @@ fn to_inbound(channel: &str, event: InboundEvent) -> Inbound {
             payload: Some(reference),
         },
     };
-    Inbound::new(
+    // The contract: a channel's timestamp is the provider's, the same on every redelivery;
+    // 0 when the provider gives none, and then the host's clock stands in.
+    let provider_time = event.timestamp_ms != 0;
+    let inbound = Inbound::new(
         ConversationKey::new(channel, event.user_id),
         event.event_id,
-        event.timestamp_ms,
+        if provider_time {
+            event.timestamp_ms
+        } else {
+            influxify_runtime::clock::now_ms()
+        },
         Event::User(message),
-    )
+    );
+    if provider_time {
+        inbound.with_provider_time()
+    } else {
+        inbound
+    }
 }

@@ -14,9 +14,10 @@ struct State {
     next_seq: u64,
     conversations: BTreeMap<ConversationKey, StoredConversation>,
     inbox: BTreeMap<(ConversationKey, u64), Inbound>,
-    /// (partition, channel, provider id), as sled keeps it: dedup never crosses partitions.
-    /// With when each was ingested (ms since the Unix epoch).
-    dedup: BTreeMap<(u16, String, String), u64>,
+    /// (partition, channel, the second of the provider's time if the event has it, provider
+    /// id), as sled keeps it: dedup never crosses partitions. With when each was ingested (ms
+    /// since the Unix epoch).
+    dedup: BTreeMap<DedupKey, u64>,
     restricted: BTreeSet<ConversationKey>,
     outbox: BTreeMap<(ConversationKey, u64, u32), OutboxItem>,
     /// Ordered like sled's timer keys: due time, then the encoded conversation key.
@@ -138,7 +139,7 @@ impl State {
         erasure.timers = timers.len();
         self.restricted.remove(key);
         let prefixes = crate::record::runtime_event_prefixes(key);
-        self.dedup.retain(|(partition, channel, id), _| {
+        self.dedup.retain(|(partition, channel, _, id), _| {
             !(*partition == key.partition()
                 && *channel == key.channel
                 && prefixes
@@ -194,11 +195,15 @@ impl State {
     }
 }
 
-/// What an event is deduplicated on: (partition, channel, provider id).
-fn dedup_key(event: &Inbound) -> (u16, String, String) {
+type DedupKey = (u16, String, Option<u64>, String);
+
+/// What an event is deduplicated on: (partition, channel, second of provider time, provider
+/// id).
+fn dedup_key(event: &Inbound) -> DedupKey {
     (
         event.conversation.partition(),
         event.conversation.channel.clone(),
+        event.provider_time.then_some(event.timestamp / 1000),
         event.id.clone(),
     )
 }
@@ -372,7 +377,12 @@ impl Store for MemoryStore {
     fn sweep_dedup(&self, before: u64) -> Result<usize> {
         let mut state = self.lock()?;
         let count = state.dedup.len();
-        state.dedup.retain(|_, at| *at >= before);
+        // Markers kept by the provider's time go by that time, to the second; the others by
+        // when they were written.
+        state.dedup.retain(|(_, _, second, _), at| match second {
+            Some(second) => *second >= before / 1000,
+            None => *at >= before,
+        });
         Ok(count - state.dedup.len())
     }
 }

@@ -265,7 +265,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// for the retention sweeper.
     fn idle_conversations(&self, before: u64) -> Result<Vec<ConversationKey>>;
 
-    /// Removes the dedup markers of events ingested before `before` (ms since the Unix epoch);
-    /// returns how many. A redelivery older than that is processed again.
+    /// Removes the dedup markers of events ingested before `before` (ms since the Unix epoch;
+    /// for events with the provider's own time, whose second of provider time is before
+    /// `before`'s); returns how many. A redelivery older than that is processed again.
     fn sweep_dedup(&self, before: u64) -> Result<usize>;
 }

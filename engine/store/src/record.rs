@@ -15,6 +15,11 @@ pub struct Inbound {
     pub id: String,
     /// The provider's timestamp, in milliseconds since the Unix epoch.
     pub timestamp: u64,
+    /// The timestamp is the provider's own and comes back unchanged when the provider
+    /// redelivers the event (a signed Messenger webhook): its dedup marker is then kept with
+    /// the others of the same second, packed (see `SledStore`), instead of one key per event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provider_time: bool,
     /// What happened.
     pub event: Event,
     /// Set on the entries a publish queues to move the conversation to another flow version.
@@ -34,9 +39,16 @@ impl Inbound {
             conversation,
             id: id.into(),
             timestamp,
+            provider_time: false,
             event,
             migration: None,
         }
+    }
+
+    /// Marks the timestamp as the provider's own, identical on every redelivery.
+    pub fn with_provider_time(mut self) -> Self {
+        self.provider_time = true;
+        self
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use sled::{Batch, Db, IVec, Tree};
 
-use crate::keys::{ConversationKey, PARTITIONS, read_u64, with_u64};
+use crate::keys::{ConversationKey, PARTITIONS, read_u32, read_u64, with_u64};
 use crate::port::{Applied, Erasure, Place, Result, Store, StoreError, Write};
 use crate::record::{
     FlowVersion, Inbound, Ingested, OutboxItem, StoredConversation, Timer, TurnCommit, now_ms,
@@ -24,6 +24,7 @@ const INBOX: u8 = 2;
 const OUTBOX: u8 = 3;
 const TIMER_INDEX: u8 = 4;
 const DEDUP: u8 = 5;
+const DEDUP_BY_SECOND: u8 = 7;
 const RESTRICTED: u8 = 6;
 /// Global indexes live after every partition: `[0xFF 0xFF][kind][...]`.
 const GLOBAL: [u8; 2] = [0xFF, 0xFF];
@@ -115,6 +116,32 @@ fn dedup_prefix(conversation: &ConversationKey, id: &str) -> Vec<u8> {
     key.extend_from_slice(channel);
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// The packed dedup markers of one second of provider time on `conversation`'s channel, in
+/// its partition: `[partition][7][channel][second]`.
+fn dedup_second_key(conversation: &ConversationKey, timestamp: u64) -> Vec<u8> {
+    let channel = conversation.channel.as_bytes();
+    let mut key = scoped(conversation.partition(), DEDUP_BY_SECOND);
+    key.extend_from_slice(
+        &u16::try_from(channel.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    key.extend_from_slice(channel);
+    key.extend_from_slice(&(timestamp / 1000).to_be_bytes());
+    key
+}
+
+/// The provider ids in a packed marker value: each a u32 length, then its bytes.
+fn packed_ids(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = value;
+    std::iter::from_fn(move || {
+        let length = read_u32(rest, 0)? as usize;
+        let id = rest.get(4..4 + length)?;
+        rest = &rest[4 + length..];
+        Some(id)
+    })
 }
 
 fn timer_key(timer: &Timer) -> Vec<u8> {
@@ -223,12 +250,39 @@ impl Group<'_> {
     }
 
     fn ingest(&mut self, event: &Inbound, seq: u64) -> Result<Ingested> {
-        let dedup = dedup_key(event);
-        if self.get(&dedup)?.is_some() {
+        if self.seen(event)? {
             return Ok(Ingested::Duplicate);
         }
-        self.insert(dedup, dedup_value(seq));
+        self.mark(event, seq)?;
         self.enqueue(event, seq)
+    }
+
+    /// Whether `event` was ingested before (its dedup marker exists).
+    fn seen(&self, event: &Inbound) -> Result<bool> {
+        if event.provider_time {
+            let packed = self.get(&dedup_second_key(&event.conversation, event.timestamp))?;
+            Ok(packed.is_some_and(|ids| packed_ids(&ids).any(|id| id == event.id.as_bytes())))
+        } else {
+            Ok(self.get(&dedup_key(event))?.is_some())
+        }
+    }
+
+    /// Writes `event`'s dedup marker. With the provider's own time, the marker joins the
+    /// others of its second in one value: under load a few keys per second instead of one per
+    /// event (sled's memory grows with its number of pages, and a page holds at most 16
+    /// keys), and new markers land together instead of all over the key space.
+    fn mark(&mut self, event: &Inbound, seq: u64) -> Result<()> {
+        if event.provider_time {
+            let key = dedup_second_key(&event.conversation, event.timestamp);
+            let mut packed = self.get(&key)?.map(|v| v.to_vec()).unwrap_or_default();
+            let id = event.id.as_bytes();
+            packed.extend_from_slice(&u32::try_from(id.len()).unwrap_or(u32::MAX).to_be_bytes());
+            packed.extend_from_slice(id);
+            self.insert(key, packed);
+        } else {
+            self.insert(dedup_key(event), dedup_value(seq));
+        }
+        Ok(())
     }
 
     /// Appends to the inbox without a dedup marker: for what the removal of an outbox item or a
@@ -374,7 +428,7 @@ impl Store for SledStore {
                 Write::Turn { events, commits } => {
                     let mut seen = false;
                     for event in events {
-                        seen |= group.get(&dedup_key(event))?.is_some();
+                        seen |= group.seen(event)?;
                     }
                     if seen {
                         Applied::Turned(None)
@@ -382,7 +436,7 @@ impl Store for SledStore {
                         let mut seqs = Vec::with_capacity(events.len());
                         for event in events {
                             let seq = self.db.generate_id().map_err(backend)?;
-                            group.insert(dedup_key(event), dedup_value(seq));
+                            group.mark(event, seq)?;
                             seqs.push(seq);
                         }
                         for commit in commits {
@@ -654,8 +708,23 @@ impl Store for SledStore {
 
     fn sweep_dedup(&self, before: u64) -> Result<usize> {
         let mut swept = 0;
+        let before_second = before / 1000;
         for partition in 0..PARTITIONS {
             let mut batch = Batch::default();
+            let prefix = scoped(partition, DEDUP_BY_SECOND);
+            for entry in self.data.scan_prefix(&prefix) {
+                let (key, value) = entry.map_err(backend)?;
+                // `[partition][7][channel length u16][channel][second u64]`
+                let second = key
+                    .len()
+                    .checked_sub(8)
+                    .and_then(|at| read_u64(&key, at))
+                    .unwrap_or(0);
+                if second < before_second {
+                    swept += packed_ids(&value).count();
+                    batch.remove(key);
+                }
+            }
             for entry in self.data.scan_prefix(scoped(partition, DEDUP)) {
                 let (key, value) = entry.map_err(backend)?;
                 // Markers written before they carried a time count as old.

@@ -117,16 +117,27 @@ fn turn(
     }
 }
 
+/// Message `id` from `user`, its timestamp `id` ms; even ids carry the provider's own time
+/// (their dedup markers packed by second), odd ones not.
+fn message(user: u8, id: u8) -> Inbound {
+    let event = Inbound::new(
+        key(user),
+        format!("m{id}"),
+        u64::from(id),
+        Event::User(UserMessage::text(format!("t{id}"))),
+    );
+    if id.is_multiple_of(2) {
+        event.with_provider_time()
+    } else {
+        event
+    }
+}
+
 /// Applies `op` to `store` and returns what a caller can observe of the result.
 fn apply(store: &dyn Store, op: &Op) -> String {
     match op {
         Op::Ingest { user, id } => {
-            let event = Inbound::new(
-                key(*user),
-                format!("m{id}"),
-                u64::from(*id),
-                Event::User(UserMessage::text(format!("t{id}"))),
-            );
+            let event = message(*user, *id);
             let result = store.ingest(&[event]).unwrap();
             format!(
                 "{:?}",
@@ -157,12 +168,7 @@ fn apply(store: &dyn Store, op: &Op) -> String {
             cancel,
         } => {
             let key = key(*user);
-            let event = Inbound::new(
-                key.clone(),
-                format!("m{id}"),
-                u64::from(*id),
-                Event::User(UserMessage::text(format!("t{id}"))),
-            );
+            let event = message(*user, *id);
             let commit = turn(store, &key, Vec::new(), *timer, *cancel);
             let write = Write::Turn {
                 events: vec![event],
@@ -397,5 +403,57 @@ fn plugin_results_and_fired_timers_leave_no_dedup_markers() {
         // The user's message left the only marker.
         assert_eq!(store.sweep_dedup(u64::MAX).unwrap(), 1);
         assert_eq!(store.inbox(&key).unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn markers_kept_by_provider_time_find_redeliveries_and_expire_by_that_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path(), 4 * 1024 * 1024).unwrap();
+    let model = MemoryStore::new();
+    for store in [&sled as &dyn Store, &model] {
+        let event = |user: u8, id: &str, at: u64| {
+            Inbound::new(key(user), id, at, Event::User(UserMessage::text("x")))
+                .with_provider_time()
+        };
+        // Many in one second, several users (partitions), two seconds.
+        let first: Vec<Inbound> = (0..40)
+            .map(|i| event(i % 5, &format!("m_{i}"), 5_000 + u64::from(i)))
+            .chain((0..10).map(|i| event(i, &format!("n_{i}"), 6_500)))
+            .collect();
+        let ingested = store.ingest(&first).unwrap();
+        assert!(ingested.iter().all(|i| matches!(i, Ingested::New(_))));
+        // A redelivery (same id, same provider time) is found, in one batch or alone, by
+        // ingest and by the fast path.
+        let again = store.ingest(&first).unwrap();
+        assert!(
+            again.iter().all(|i| matches!(i, Ingested::Duplicate)),
+            "{again:?}"
+        );
+        let redelivered = event(3, "m_3", 5_003);
+        let turn = Write::Turn {
+            events: vec![redelivered.clone()],
+            commits: vec![],
+        };
+        assert!(matches!(
+            store.apply(&[turn]).unwrap()[0],
+            Applied::Turned(None)
+        ));
+        // Two events in one batch with the same id: the second is the duplicate.
+        let twice = store
+            .ingest(&[event(1, "m_new", 7_000), event(1, "m_new", 7_000)])
+            .unwrap();
+        assert!(
+            matches!(twice[..], [Ingested::New(_), Ingested::Duplicate]),
+            "{twice:?}"
+        );
+        // Sweeping before second 6 removes second 5's 40 markers, to the second.
+        assert_eq!(store.sweep_dedup(5_999).unwrap(), 0);
+        assert_eq!(store.sweep_dedup(6_000).unwrap(), 40);
+        assert!(matches!(
+            store.ingest(&[redelivered]).unwrap()[0],
+            Ingested::New(_)
+        ));
+        assert_eq!(store.sweep_dedup(u64::MAX).unwrap(), 10 + 1 + 1);
     }
 }

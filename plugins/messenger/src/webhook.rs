@@ -18,7 +18,7 @@
 //! that is not JSON, or not this envelope, is `invalid-input`.
 
 use influxify_plugin_sdk::channel::{Attachment, HttpRequest, InboundEvent, InboundKind};
-use influxify_plugin_sdk::{Error, clock, crypto, debug, warn};
+use influxify_plugin_sdk::{Error, crypto, debug, warn};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -198,8 +198,10 @@ fn convert(
     out: &mut Vec<InboundEvent>,
 ) -> Result<(), Error> {
     let provider_time = event.timestamp.or(entry_time);
-    let timestamp_ms = provider_time.unwrap_or_else(clock::now_ms);
-    let time_text = provider_time.unwrap_or(0).to_string();
+    // No time from Meta: 0, and the host uses its own clock (never ours: the timestamp must be
+    // the same on a redelivery).
+    let timestamp_ms = provider_time.unwrap_or(0);
+    let time_text = timestamp_ms.to_string();
     let routed = match (&event.message, &event.postback, &event.referral) {
         (Some(message), _, _) => !message.is_echo && has_content(message),
         (None, Some(_), _) | (None, None, Some(_)) => true,
