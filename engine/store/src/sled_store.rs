@@ -25,6 +25,9 @@ const OUTBOX: u8 = 3;
 const TIMER_INDEX: u8 = 4;
 const DEDUP: u8 = 5;
 const DEDUP_BY_SECOND: u8 = 7;
+
+/// The most bytes of ids packed into one second's dedup value.
+const MAX_PACKED_BYTES: usize = 16 * 1024;
 const RESTRICTED: u8 = 6;
 /// Global indexes live after every partition: `[0xFF 0xFF][kind][...]`.
 const GLOBAL: [u8; 2] = [0xFF, 0xFF];
@@ -260,11 +263,18 @@ impl Group<'_> {
     /// Whether `event` was ingested before (its dedup marker exists).
     fn seen(&self, event: &Inbound) -> Result<bool> {
         if event.provider_time {
-            let packed = self.get(&dedup_second_key(&event.conversation, event.timestamp))?;
-            Ok(packed.is_some_and(|ids| packed_ids(&ids).any(|id| id == event.id.as_bytes())))
-        } else {
-            Ok(self.get(&dedup_key(event))?.is_some())
+            let Some(packed) = self.get(&dedup_second_key(&event.conversation, event.timestamp))?
+            else {
+                return Ok(false);
+            };
+            if packed_ids(&packed).any(|id| id == event.id.as_bytes()) {
+                return Ok(true);
+            }
+            if packed.len() < MAX_PACKED_BYTES {
+                return Ok(false);
+            }
         }
+        Ok(self.get(&dedup_key(event))?.is_some())
     }
 
     /// Writes `event`'s dedup marker. With the provider's own time, the marker joins the
@@ -275,13 +285,18 @@ impl Group<'_> {
         if event.provider_time {
             let key = dedup_second_key(&event.conversation, event.timestamp);
             let mut packed = self.get(&key)?.map(|v| v.to_vec()).unwrap_or_default();
-            let id = event.id.as_bytes();
-            packed.extend_from_slice(&u32::try_from(id.len()).unwrap_or(u32::MAX).to_be_bytes());
-            packed.extend_from_slice(id);
-            self.insert(key, packed);
-        } else {
-            self.insert(dedup_key(event), dedup_value(seq));
+            // A second that fills up (many events claiming one time) takes no more ids, so a
+            // write never rewrites more than this; its further markers get keys of their own.
+            if packed.len() < MAX_PACKED_BYTES {
+                let id = event.id.as_bytes();
+                packed
+                    .extend_from_slice(&u32::try_from(id.len()).unwrap_or(u32::MAX).to_be_bytes());
+                packed.extend_from_slice(id);
+                self.insert(key, packed);
+                return Ok(());
+            }
         }
+        self.insert(dedup_key(event), dedup_value(seq));
         Ok(())
     }
 

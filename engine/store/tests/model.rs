@@ -457,3 +457,33 @@ fn markers_kept_by_provider_time_find_redeliveries_and_expire_by_that_time() {
         assert_eq!(store.sweep_dedup(u64::MAX).unwrap(), 10 + 1 + 1);
     }
 }
+
+#[test]
+fn a_second_claimed_by_many_events_still_finds_every_redelivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path(), 4 * 1024 * 1024).unwrap();
+    let model = MemoryStore::new();
+    for store in [&sled as &dyn Store, &model] {
+        // 2,000 ids of 40 bytes in one conversation's second: more than one value holds.
+        let events: Vec<Inbound> = (0..2000)
+            .map(|i| {
+                Inbound::new(
+                    key(2),
+                    format!("{i:040}"),
+                    9_000,
+                    Event::User(UserMessage::text("x")),
+                )
+                .with_provider_time()
+            })
+            .collect();
+        for chunk in events.chunks(100) {
+            let ingested = store.ingest(chunk).unwrap();
+            assert!(ingested.iter().all(|i| matches!(i, Ingested::New(_))));
+        }
+        for chunk in events.chunks(100) {
+            let again = store.ingest(chunk).unwrap();
+            assert!(again.iter().all(|i| matches!(i, Ingested::Duplicate)));
+        }
+        assert_eq!(store.sweep_dedup(u64::MAX).unwrap(), 2000);
+    }
+}

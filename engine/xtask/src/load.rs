@@ -511,11 +511,16 @@ pub fn load(args: &[String]) -> Result<(), String> {
     }
     let pid = server.0.id();
     let before = rss_kib(pid);
+    // Every 10 s: the server's RSS and how many webhook events it had taken (new and
+    // duplicates), so that the rate can be read after wrk has loaded its payloads.
     let sampler = std::thread::spawn(move || {
         let mut samples = Vec::new();
         for _ in 0..options.seconds.div_ceil(10) {
             std::thread::sleep(Duration::from_secs(10));
-            samples.push(rss_kib(pid).unwrap_or(0));
+            let metrics = http_get(port, "/metrics").unwrap_or_default();
+            let taken = counter(&metrics, "influxify_events_ingested_total", "")
+                + counter(&metrics, "influxify_dedup_hits_total", "");
+            samples.push((rss_kib(pid).unwrap_or(0), taken));
         }
         samples
     });
@@ -545,10 +550,29 @@ pub fn load(args: &[String]) -> Result<(), String> {
         mb(before.unwrap_or(0)),
         samples
             .iter()
-            .map(|s| format!("{:.1}", mb(*s)))
+            .map(|(rss, _)| format!("{:.1}", mb(*rss)))
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let rates: Vec<u64> = samples
+        .windows(2)
+        .map(|pair| pair[1].1.saturating_sub(pair[0].1) / 10)
+        .collect();
+    println!(
+        "events taken per second, every 10 s: {}",
+        rates
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut busy_windows: Vec<u64> = rates.iter().copied().filter(|r| *r > 0).collect();
+    if !busy_windows.is_empty() {
+        println!(
+            "median of the 10-s windows with traffic: {}/s",
+            quantile(&mut busy_windows, 0.5)
+        );
+    }
     if let Some(busy) = busy {
         let mut busy = busy.join().unwrap_or_default();
         let users = u64::from(options.busy_users).min(busy.acknowledged);
