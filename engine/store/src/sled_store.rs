@@ -107,16 +107,23 @@ fn dedup_key(event: &Inbound) -> Vec<u8> {
     dedup_prefix(&event.conversation, &event.id)
 }
 
-/// Dedup keys of `conversation`'s channel whose id starts with `id`.
-fn dedup_prefix(conversation: &ConversationKey, id: &str) -> Vec<u8> {
+/// `[partition][kind][channel length u16][channel]`: the start of a key about
+/// `conversation`'s channel (instance) in its partition.
+fn channel_scoped(conversation: &ConversationKey, kind: u8) -> Vec<u8> {
     let channel = conversation.channel.as_bytes();
-    let mut key = scoped(conversation.partition(), DEDUP);
+    let mut key = scoped(conversation.partition(), kind);
     key.extend_from_slice(
         &u16::try_from(channel.len())
             .unwrap_or(u16::MAX)
             .to_be_bytes(),
     );
     key.extend_from_slice(channel);
+    key
+}
+
+/// Dedup keys of `conversation`'s channel whose id starts with `id`.
+fn dedup_prefix(conversation: &ConversationKey, id: &str) -> Vec<u8> {
+    let mut key = channel_scoped(conversation, DEDUP);
     key.extend_from_slice(id.as_bytes());
     key
 }
@@ -124,14 +131,7 @@ fn dedup_prefix(conversation: &ConversationKey, id: &str) -> Vec<u8> {
 /// The packed dedup markers of one second of provider time on `conversation`'s channel, in
 /// its partition: `[partition][7][channel][second]`.
 fn dedup_second_key(conversation: &ConversationKey, timestamp: u64) -> Vec<u8> {
-    let channel = conversation.channel.as_bytes();
-    let mut key = scoped(conversation.partition(), DEDUP_BY_SECOND);
-    key.extend_from_slice(
-        &u16::try_from(channel.len())
-            .unwrap_or(u16::MAX)
-            .to_be_bytes(),
-    );
-    key.extend_from_slice(channel);
+    let mut key = channel_scoped(conversation, DEDUP_BY_SECOND);
     key.extend_from_slice(&(timestamp / 1000).to_be_bytes());
     key
 }

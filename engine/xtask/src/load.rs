@@ -44,10 +44,9 @@ nodes:
   done: { kind: end }
 "#;
 
-const PLUGINS: &str = r#"
-id: load
-start: listen
-nodes:
+/// The plugin-heavy loop: every message calls the consent and sheets plugins, then replies and
+/// asks again.
+const PLUGIN_LOOP: &str = r#"
   listen: { kind: ask, prompt: "Your order number?", store: order, next: check }
   check:
     kind: plugin
@@ -63,29 +62,23 @@ nodes:
   reply: { kind: message, text: "Order status: {{ status }}.", next: listen }
 "#;
 
+/// Every user in the plugin-heavy loop.
+fn plugins_flow() -> String {
+    format!("id: load\nstart: listen\nnodes:{PLUGIN_LOOP}")
+}
+
 /// wrk's users take the no-reply path; the busy users' first message (`order`) takes them into
 /// the plugin-heavy loop, where every later message calls two plugins and sends two replies.
-const MIXED: &str = r#"
-id: load
+fn mixed_flow() -> String {
+    format!(
+        r#"id: load
 start: route
 nodes:
-  route: { kind: condition, if: "message.text == 'order'", then: listen, else: human }
-  human: { kind: handoff, reason: load test, next: done }
-  done: { kind: end }
-  listen: { kind: ask, prompt: "Your order number?", store: order, next: check }
-  check:
-    kind: plugin
-    action: consent.check
-    input: { purpose: analytics }
-    on: { granted: lookup, denied: lookup, unknown: lookup, error: lookup }
-  lookup:
-    kind: plugin
-    action: sheets.lookup
-    input: { spreadsheet: local, range: "Orders!A:E", column: Order, value: "A-1001" }
-    outputs: { status: output.row.Status }
-    on: { ok: reply, not_found: reply, error: reply }
-  reply: { kind: message, text: "Order status: {{ status }}.", next: listen }
-"#;
+  route: {{ kind: condition, if: "message.text == 'order'", then: listen, else: human }}
+  human: {{ kind: handoff, reason: load test, next: done }}
+  done: {{ kind: end }}{PLUGIN_LOOP}"#
+    )
+}
 
 struct Options {
     seconds: u64,
@@ -443,10 +436,10 @@ pub fn load(args: &[String]) -> Result<(), String> {
     let work = std::env::temp_dir().join(format!("influxify-load-{}", std::process::id()));
     std::fs::create_dir_all(work.join("flows")).map_err(|e| e.to_string())?;
     let flow = match options.flow.as_str() {
-        "plugins" => PLUGINS,
-        "silent" => SILENT,
-        "mixed" => MIXED,
-        _ => ECHO,
+        "plugins" => plugins_flow(),
+        "silent" => SILENT.to_string(),
+        "mixed" => mixed_flow(),
+        _ => ECHO.to_string(),
     };
     std::fs::write(work.join("flows/load.yaml"), flow).map_err(|e| e.to_string())?;
     if let Some(cache_mb) = options.cache_mb {
