@@ -349,11 +349,16 @@ proptest! {
     }
 }
 
-#[test]
-fn old_dedup_markers_are_swept_and_fresh_ones_kept() {
+/// A fresh sled store (in its directory) and a fresh model, to run the same steps on both.
+fn stores() -> (tempfile::TempDir, SledStore, MemoryStore) {
     let dir = tempfile::tempdir().unwrap();
     let sled = SledStore::open(dir.path(), 4 * 1024 * 1024).unwrap();
-    let model = MemoryStore::new();
+    (dir, sled, MemoryStore::new())
+}
+
+#[test]
+fn old_dedup_markers_are_swept_and_fresh_ones_kept() {
+    let (_dir, sled, model) = stores();
     for store in [&sled as &dyn Store, &model] {
         let event = |id: &str| Inbound::new(key(0), id, 1, Event::User(UserMessage::text("x")));
         store.ingest(&[event("a"), event("b")]).unwrap();
@@ -374,9 +379,7 @@ fn old_dedup_markers_are_swept_and_fresh_ones_kept() {
 
 #[test]
 fn plugin_results_and_fired_timers_leave_no_dedup_markers() {
-    let dir = tempfile::tempdir().unwrap();
-    let sled = SledStore::open(dir.path(), 4 * 1024 * 1024).unwrap();
-    let model = MemoryStore::new();
+    let (_dir, sled, model) = stores();
     for store in [&sled as &dyn Store, &model] {
         let key = key(1);
         let message = Inbound::new(key.clone(), "m1", 1, Event::User(UserMessage::text("x")));
@@ -408,9 +411,7 @@ fn plugin_results_and_fired_timers_leave_no_dedup_markers() {
 
 #[test]
 fn markers_kept_by_provider_time_find_redeliveries_and_expire_by_that_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let sled = SledStore::open(dir.path(), 4 * 1024 * 1024).unwrap();
-    let model = MemoryStore::new();
+    let (_dir, sled, model) = stores();
     for store in [&sled as &dyn Store, &model] {
         let event = |user: u8, id: &str, at: u64| {
             Inbound::new(key(user), id, at, Event::User(UserMessage::text("x")))
@@ -460,9 +461,7 @@ fn markers_kept_by_provider_time_find_redeliveries_and_expire_by_that_time() {
 
 #[test]
 fn a_second_claimed_by_many_events_still_finds_every_redelivery() {
-    let dir = tempfile::tempdir().unwrap();
-    let sled = SledStore::open(dir.path(), 4 * 1024 * 1024).unwrap();
-    let model = MemoryStore::new();
+    let (_dir, sled, model) = stores();
     for store in [&sled as &dyn Store, &model] {
         // 2,000 ids of 40 bytes in one conversation's second: more than one value holds.
         let events: Vec<Inbound> = (0..2000)
