@@ -39,10 +39,7 @@ impl State {
                 Applied::Committed
             }
             Write::Turn { events, commits } => {
-                if events
-                    .iter()
-                    .any(|e| self.dedup.contains_key(&dedup_key(e)))
-                {
+                if events.iter().any(|e| self.seen(e)) {
                     return Applied::Turned(None);
                 }
                 let mut seqs = Vec::with_capacity(events.len());
@@ -177,8 +174,16 @@ impl State {
         self.places.insert((place, key.clone()));
     }
 
+    /// Whether `event` has a marker; like sled, a provider-time event also counts one kept
+    /// without a second (an overflowing second's, or one written before packing).
+    fn seen(&self, event: &Inbound) -> bool {
+        let (partition, channel, _, id) = dedup_key(event);
+        self.dedup.contains_key(&dedup_key(event))
+            || self.dedup.contains_key(&(partition, channel, None, id))
+    }
+
     fn ingest(&mut self, event: &Inbound) -> Ingested {
-        if self.dedup.contains_key(&dedup_key(event)) {
+        if self.seen(event) {
             return Ingested::Duplicate;
         }
         self.dedup.insert(dedup_key(event), now_ms());
@@ -380,7 +385,7 @@ impl Store for MemoryStore {
         // Markers kept by the provider's time go by that time, to the second; the others by
         // when they were written.
         state.dedup.retain(|(_, _, second, _), at| match second {
-            Some(second) => *second >= before / 1000,
+            Some(second) => second.saturating_mul(1000) >= before,
             None => *at >= before,
         });
         Ok(count - state.dedup.len())

@@ -266,7 +266,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn idle_conversations(&self, before: u64) -> Result<Vec<ConversationKey>>;
 
     /// Removes the dedup markers of events ingested before `before` (ms since the Unix epoch;
-    /// for events with the provider's own time, whose second of provider time is before
-    /// `before`'s); returns how many. A redelivery older than that is processed again.
+    /// for events with the provider's own time, whose second of provider time began before
+    /// `before`); returns how many. A redelivery older than that is processed again.
     fn sweep_dedup(&self, before: u64) -> Result<usize>;
 }

@@ -263,17 +263,14 @@ impl Group<'_> {
     /// Whether `event` was ingested before (its dedup marker exists).
     fn seen(&self, event: &Inbound) -> Result<bool> {
         if event.provider_time {
-            let Some(packed) = self.get(&dedup_second_key(&event.conversation, event.timestamp))?
-            else {
-                return Ok(false);
-            };
-            if packed_ids(&packed).any(|id| id == event.id.as_bytes()) {
+            let packed = self.get(&dedup_second_key(&event.conversation, event.timestamp))?;
+            if packed.is_some_and(|ids| packed_ids(&ids).any(|id| id == event.id.as_bytes())) {
                 return Ok(true);
             }
-            if packed.len() < MAX_PACKED_BYTES {
-                return Ok(false);
-            }
         }
+        // Also for provider-time events: a full second's overflow, and the markers a store
+        // written before packing holds (a redelivery across an upgrade). The range is small
+        // (it holds only events without provider time), so the look-up stays cheap.
         Ok(self.get(&dedup_key(event))?.is_some())
     }
 
@@ -296,7 +293,12 @@ impl Group<'_> {
                 return Ok(());
             }
         }
-        self.insert(dedup_key(event), dedup_value(seq));
+        // An overflowing provider-time marker expires by its second, like the packed ones.
+        let at = match event.provider_time {
+            true => event.timestamp / 1000 * 1000,
+            false => now_ms(),
+        };
+        self.insert(dedup_key(event), dedup_value(seq, at));
         Ok(())
     }
 
@@ -358,10 +360,11 @@ impl Group<'_> {
     }
 }
 
-/// A dedup marker: the event's sequence number and when it was ingested.
-fn dedup_value(seq: u64) -> Vec<u8> {
+/// A dedup marker: the event's sequence number and the time it expires by (when it was
+/// ingested, or its second of provider time).
+fn dedup_value(seq: u64, at: u64) -> Vec<u8> {
     let mut value = seq.to_be_bytes().to_vec();
-    value.extend_from_slice(&now_ms().to_be_bytes());
+    value.extend_from_slice(&at.to_be_bytes());
     value
 }
 
@@ -723,7 +726,6 @@ impl Store for SledStore {
 
     fn sweep_dedup(&self, before: u64) -> Result<usize> {
         let mut swept = 0;
-        let before_second = before / 1000;
         for partition in 0..PARTITIONS {
             let mut batch = Batch::default();
             let prefix = scoped(partition, DEDUP_BY_SECOND);
@@ -735,7 +737,7 @@ impl Store for SledStore {
                     .checked_sub(8)
                     .and_then(|at| read_u64(&key, at))
                     .unwrap_or(0);
-                if second < before_second {
+                if second.saturating_mul(1000) < before {
                     swept += packed_ids(&value).count();
                     batch.remove(key);
                 }

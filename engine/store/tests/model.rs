@@ -448,14 +448,25 @@ fn markers_kept_by_provider_time_find_redeliveries_and_expire_by_that_time() {
             matches!(twice[..], [Ingested::New(_), Ingested::Duplicate]),
             "{twice:?}"
         );
-        // Sweeping before second 6 removes second 5's 40 markers, to the second.
-        assert_eq!(store.sweep_dedup(5_999).unwrap(), 0);
-        assert_eq!(store.sweep_dedup(6_000).unwrap(), 40);
+        // A marker kept without a second (as a store written before packing holds them) still
+        // catches the redelivery of a provider-time event.
+        let legacy = Inbound::new(key(4), "m_old", 8_000, Event::User(UserMessage::text("x")));
+        assert!(matches!(
+            store.ingest(&[legacy]).unwrap()[0],
+            Ingested::New(_)
+        ));
+        assert!(matches!(
+            store.ingest(&[event(4, "m_old", 8_000)]).unwrap()[0],
+            Ingested::Duplicate
+        ));
+        // A second's markers go once its start is before the cut: second 5's 40 markers.
+        assert_eq!(store.sweep_dedup(5_000).unwrap(), 0);
+        assert_eq!(store.sweep_dedup(5_001).unwrap(), 40);
         assert!(matches!(
             store.ingest(&[redelivered]).unwrap()[0],
             Ingested::New(_)
         ));
-        assert_eq!(store.sweep_dedup(u64::MAX).unwrap(), 10 + 1 + 1);
+        assert_eq!(store.sweep_dedup(u64::MAX).unwrap(), 10 + 1 + 1 + 1);
     }
 }
 

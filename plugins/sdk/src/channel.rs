@@ -25,7 +25,12 @@
 //!         Ok(vec![InboundEvent {
 //!             user_id: request.query_param("user").unwrap_or_default().to_string(),
 //!             event_id: crypto::to_hex(&request.body[..request.body.len().min(16)]),
-//!             timestamp_ms: influxify_plugin_sdk::clock::now_ms(),
+//!             // The provider's own time, the same on a redelivery; 0 if it gives none
+//!             // (never `clock::now_ms()`: the host finds redeliveries by this time).
+//!             timestamp_ms: request
+//!                 .query_param("ts")
+//!                 .and_then(|ts| ts.parse().ok())
+//!                 .unwrap_or(0),
 //!             kind: InboundKind::Text(text),
 //!         }])
 //!     }
