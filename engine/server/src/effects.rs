@@ -77,23 +77,35 @@ impl ChannelEffects {
         let channel = conversation.channel.clone();
         let outgoing = outbound(&conversation.user, message, last_user_at);
         let call = Call::new(Some(conversation.clone()), key);
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|err| EffectError::retryable(err.to_string()))?;
-        let started = Instant::now();
-        let sent = self
-            .background
-            .run(move || plugins.channel_send(&channel, &outgoing, &call))
-            .await
-            .map_err(|err| EffectError::retryable(err.to_string()))?;
+        let (sent, started) = self
+            .in_slot(move || plugins.channel_send(&channel, &outgoing, &call))
+            .await?;
         self.record(
             &conversation.channel,
             sent.as_ref().map(|_| "sent"),
             started,
         );
         sent.map(|_| ()).map_err(effect_error)
+    }
+
+    /// Runs a plugin call on the background pool once one of the effects' slots is free; with
+    /// when it started (after the wait for the slot).
+    async fn in_slot<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(T, Instant), EffectError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|err| EffectError::retryable(err.to_string()))?;
+        let started = Instant::now();
+        let done = self
+            .background
+            .run(work)
+            .await
+            .map_err(|err| EffectError::retryable(err.to_string()))?;
+        Ok((done, started))
     }
 
     /// Also counts plugin calls in `metrics`.
@@ -181,17 +193,9 @@ impl EffectHandler for ChannelEffects {
             let call = Call::new(Some(conversation.clone()), key);
             let plugin = action.split('.').next().unwrap_or(action).to_string();
             let (action, input) = (action.to_string(), input.to_string());
-            let _slot = self
-                .slots
-                .acquire()
-                .await
-                .map_err(|err| EffectError::retryable(err.to_string()))?;
-            let started = Instant::now();
-            let invoked = self
-                .background
-                .run(move || plugins.invoke(&action, &input, &call))
-                .await
-                .map_err(|err| EffectError::retryable(err.to_string()))?;
+            let (invoked, started) = self
+                .in_slot(move || plugins.invoke(&action, &input, &call))
+                .await?;
             self.record(
                 &plugin,
                 invoked.as_ref().map(|i| i.outcome.as_str()),
