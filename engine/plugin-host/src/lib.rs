@@ -1,7 +1,8 @@
 //! Runs sandboxed Wasm component plugins (`plugins/wit`: worlds `action-plugin` and
 //! `channel-plugin`) in wasmtime 48: compiled once and cached on disk (keyed by the component's
 //! content and the engine's compatibility), linked once into an `InstancePre`, instantiated into
-//! a fresh `Store` from the pooling allocator for every call, bounded in CPU (epoch
+//! a fresh `Store` from the pooling allocator for every call (a channel's webhook parses reuse
+//! an idle instance: `warm`), bounded in CPU (epoch
 //! interruption), memory (a resource limiter), wall-clock time, input and output size and HTTP
 //! requests. A plugin reaches the world only through the host capabilities its manifest
 //! (`plugin.toml`) grants; WASI is linked with an empty context (no files, environment or
@@ -16,6 +17,7 @@ mod registry;
 pub mod secrets;
 mod sleep;
 mod state;
+mod warm;
 
 use std::path::PathBuf;
 use std::sync::Arc;

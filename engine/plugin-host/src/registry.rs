@@ -20,6 +20,7 @@ use crate::bindings::types::{CallContext, Error as GuestError};
 use crate::grants::HttpGrants;
 use crate::manifest::{Checked, Kind, Manifest};
 use crate::state::{Grant, Meter, PluginState};
+use crate::warm::{WarmChannel, WarmChannels};
 use crate::{
     ActionInfo, EPOCH_TICK, MAX_COMPONENT_BYTES, MAX_INPUT_BYTES, MAX_OUTPUT_BYTES, PluginError,
     PluginHost,
@@ -51,6 +52,8 @@ pub struct Plugin {
     stamps: (Option<SystemTime>, Option<SystemTime>),
     /// The files `@file:` settings named, with when they were last modified, for reloading.
     config_files: Vec<(PathBuf, Option<SystemTime>)>,
+    /// Idle instances of a channel plugin, for the next webhook parse.
+    warm: WarmChannels,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -110,6 +113,20 @@ impl Plugin {
 
     fn time_budget(&self) -> Duration {
         Duration::from_millis(self.checked.manifest.grants.time_ms)
+    }
+
+    /// The budget of its own computing per call, when its manifest sets one.
+    fn cpu_budget(&self) -> Option<Duration> {
+        self.checked
+            .manifest
+            .grants
+            .cpu_ms
+            .map(Duration::from_millis)
+    }
+
+    /// Idle instances kept for webhook parses (a channel plugin's; see [`crate::warm`]).
+    pub fn warm_instances(&self) -> usize {
+        self.warm.idle()
     }
 }
 
@@ -367,6 +384,7 @@ impl PluginHost {
             hash,
             stamps,
             config_files,
+            warm: WarmChannels::default(),
         })
     }
 
@@ -475,6 +493,7 @@ impl PluginHost {
             user,
             deadline,
             clock,
+            started: clock.start,
             cpu_budget: None,
             host_time: Duration::ZERO,
             timed_out: false,
@@ -509,12 +528,7 @@ impl PluginHost {
             .ok_or_else(|| PluginError::Unknown(qualified.to_string()))?;
         let started = Instant::now();
         let mut deadline = started + plugin.time_budget();
-        let cpu = plugin
-            .checked
-            .manifest
-            .grants
-            .cpu_ms
-            .map(Duration::from_millis);
+        let cpu = plugin.cpu_budget();
         if let Some(caller) = call.deadline {
             deadline = deadline.min(caller);
         }
@@ -706,13 +720,7 @@ impl PluginHost {
                 request.body.len()
             )));
         }
-        let events = self
-            .with_channel(channel, &webhook_call(), |bindings, store, _| {
-                bindings
-                    .influxify_plugin_channel()
-                    .call_parse(store, request)
-            })?
-            .map_err(guest_error)?;
+        let events = self.parse_warm(channel, request)?;
         let size: usize = events
             .iter()
             .map(|e| e.user_id.len() + e.event_id.len() + kind_bytes(&e.kind))
@@ -724,6 +732,58 @@ impl PluginHost {
             });
         }
         Ok(events)
+    }
+
+    /// Runs a channel's `parse` on an idle instance of it, or a fresh one (see [`crate::warm`]).
+    fn parse_warm(
+        &self,
+        channel: &str,
+        request: &wit_channel::HttpRequest,
+    ) -> Result<Vec<wit_channel::InboundEvent>, PluginError> {
+        let unknown = || PluginError::Unknown(format!("channel {channel}"));
+        let plugin = match channel.contains('.') {
+            true => None,
+            false => self.plugin(channel),
+        }
+        .ok_or_else(unknown)?;
+        let World::Channel { pre } = &plugin.world else {
+            return Err(unknown());
+        };
+        let deadline = Instant::now() + plugin.time_budget().min(WEBHOOK_TIME);
+        let cpu = plugin.cpu_budget();
+        let mut instance = match plugin.warm.take() {
+            Some(instance) => instance,
+            None => {
+                let mut store = self.store(&plugin.grant, None, deadline);
+                match pre.instantiate(&mut store) {
+                    Ok(bindings) => WarmChannel {
+                        store,
+                        bindings,
+                        calls: 0,
+                    },
+                    Err(err) => {
+                        return Err(stopped(&plugin, channel, classify(&plugin, &store, err)));
+                    }
+                }
+            }
+        };
+        instance.prepare(deadline, cpu, self.config.metering);
+        let parsed = instance
+            .bindings
+            .influxify_plugin_channel()
+            .call_parse(&mut instance.store, request);
+        match parsed {
+            Ok(answer) => {
+                plugin.warm.keep(instance);
+                answer.map_err(guest_error)
+            }
+            // The instance is dropped: after a trap or an interruption its state is unknown.
+            Err(err) => Err(stopped(
+                &plugin,
+                channel,
+                classify(&plugin, &instance.store, err),
+            )),
+        }
     }
 
     /// Has a channel plugin deliver one message.
@@ -776,7 +836,7 @@ fn check_time(
     let state = store.data_mut();
     let now = Instant::now();
     let computing = now
-        .saturating_duration_since(state.clock.start)
+        .saturating_duration_since(state.started)
         .saturating_sub(state.host_time);
     let cpu_left = state
         .cpu_budget
@@ -801,7 +861,7 @@ fn canonical(path: &Path) -> PathBuf {
 }
 
 /// Interrupts the store's code once `until` has passed (to the epoch's granularity).
-fn set_epoch_budget(store: &mut Store<PluginState>, until: Instant) {
+pub(crate) fn set_epoch_budget(store: &mut Store<PluginState>, until: Instant) {
     let ticks =
         until.saturating_duration_since(Instant::now()).as_micros() / EPOCH_TICK.as_micros();
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));

@@ -88,6 +88,8 @@ pub struct PluginState {
     pub(crate) deadline: Instant,
     /// The clock WASI shows the plugin (sleeps are bounded by `deadline`).
     pub(crate) clock: crate::sleep::CallClock,
+    /// When the current call started (a warm channel instance serves several calls).
+    pub(crate) started: std::time::Instant,
     /// The budget of the plugin's own computing (wall time minus time in host HTTP calls).
     pub(crate) cpu_budget: Option<std::time::Duration>,
     /// Time spent waiting in host HTTP calls.

@@ -10,7 +10,10 @@
 //!   `{"events": [{"user", "id", "ts", "text"} | {"user", "id", "ts", "payload", "title"} |
 //!   {"user", "id", "ts", "delivery": true}]}`: text, quick replies, and delivery receipts
 //!   (acknowledged, not routed). Malformed JSON, or an event of none of these shapes, is
-//!   `invalid-input`.
+//!   `invalid-input`. A body may also ask for misbehaviour, after the signature check, to test
+//!   how the host runs parses on warm instances: `"misbehave": "count"` answers one text event
+//!   whose text is how many parses this instance has run (its memory keeps the count), `"spin"`
+//!   never returns, `"trap"` panics, `"grow"` keeps 12 MiB of memory and parses normally.
 //! - `send`: `POST {base_url}/messages` with `{"to", "text", "quick_replies": [{"title",
 //!   "payload"}]}`, the secret `channel_token` as bearer token and the call's idempotency key as
 //!   `Idempotency-Key`; the answer's `message_id` is the delivery's. 408/429/5xx are retryable,
@@ -22,12 +25,22 @@ use influxify_plugin_sdk::channel::{
 use influxify_plugin_sdk::http::Placement;
 use influxify_plugin_sdk::{Context, Error, config, crypto, http, warn};
 use serde::Deserialize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The webhook's body.
 #[derive(Deserialize)]
 struct Webhook {
     events: Vec<Event>,
+    #[serde(default)]
+    misbehave: Option<String>,
 }
+
+/// Parses this instance has run.
+static PARSES: AtomicU32 = AtomicU32::new(0);
+
+/// Memory `grow` keeps.
+static KEPT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 /// One event of a webhook: its kind is told by which of `text`, `payload` or `delivery` it has.
 #[derive(Deserialize)]
@@ -119,6 +132,32 @@ impl Channel for TestChannel {
         }
         let webhook: Webhook = serde_json::from_slice(&request.body)
             .map_err(|e| Error::invalid_input(format!("the body is not a webhook: {e}")))?;
+        let parses = PARSES.fetch_add(1, Ordering::Relaxed) + 1;
+        match webhook.misbehave.as_deref() {
+            None => {}
+            Some("count") => {
+                return Ok(vec![InboundEvent {
+                    user_id: "counter".into(),
+                    event_id: format!("parse-{parses}"),
+                    timestamp_ms: 0,
+                    kind: InboundKind::Text(parses.to_string()),
+                }]);
+            }
+            Some("spin") => loop {
+                std::hint::black_box(parses);
+            },
+            Some("trap") => panic!("test-channel panics on purpose"),
+            Some("grow") => {
+                if let Ok(mut kept) = KEPT.lock() {
+                    *kept = vec![1; 12 * 1024 * 1024];
+                }
+            }
+            Some(other) => {
+                return Err(Error::invalid_input(format!(
+                    "unknown misbehaviour `{other}`"
+                )));
+            }
+        }
         let mut events = Vec::with_capacity(webhook.events.len());
         for event in webhook.events {
             events.extend(event.into_inbound()?);

@@ -239,6 +239,94 @@ fn malformed_webhooks_are_invalid_input() {
     }
 }
 
+/// How many parses the instance that ran this one had run (test-channel's `count`).
+fn parses_by_instance(host: &PluginHost) -> String {
+    let body = br#"{"events":[],"misbehave":"count"}"#;
+    let events = host
+        .channel_parse("test-channel", &signed(SIGNING_KEY, body))
+        .unwrap();
+    match &events[..] {
+        [event] => match &event.kind {
+            InboundKind::Text(count) => count.clone(),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+fn misbehave(host: &PluginHost, how: &str) -> Result<usize, PluginError> {
+    let body = format!(r#"{{"events":[],"misbehave":"{how}"}}"#);
+    host.channel_parse("test-channel", &signed(SIGNING_KEY, body.as_bytes()))
+        .map(|events| events.len())
+}
+
+#[test]
+fn webhook_parses_run_on_a_warm_instance_each_with_its_own_time() {
+    let (host, _dir) = channel_host(None, secrets());
+    assert_eq!(parses_by_instance(&host), "1");
+    assert_eq!(
+        parses_by_instance(&host),
+        "2",
+        "the second parse reuses the instance"
+    );
+    assert_eq!(host.plugin("test-channel").unwrap().warm_instances(), 1);
+    // Longer than a webhook call's whole budget (1 s): the kept instance gets a new one.
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    assert_eq!(parses_by_instance(&host), "3");
+    // A refused signature is the plugin's answer (given before it counts), not a failure of
+    // the instance: the instance stays.
+    let forged = host.channel_parse("test-channel", &signed("wrong", br#"{"events":[]}"#));
+    assert!(
+        matches!(forged, Err(PluginError::InvalidInput(_))),
+        "{forged:?}"
+    );
+    assert_eq!(parses_by_instance(&host), "4");
+}
+
+#[test]
+fn an_instance_that_failed_or_grew_is_replaced_by_a_fresh_one() {
+    let (host, _dir) = channel_host(None, secrets());
+    assert_eq!(parses_by_instance(&host), "1");
+    let trapped = misbehave(&host, "trap");
+    assert!(
+        matches!(trapped, Err(PluginError::Trap { .. })),
+        "{trapped:?}"
+    );
+    assert_eq!(
+        parses_by_instance(&host),
+        "1",
+        "a trapped instance is not reused"
+    );
+
+    let started = std::time::Instant::now();
+    let spun = misbehave(&host, "spin");
+    assert!(matches!(spun, Err(PluginError::Timeout(_))), "{spun:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(
+        parses_by_instance(&host),
+        "1",
+        "an interrupted instance is not reused"
+    );
+
+    assert_eq!(misbehave(&host, "grow"), Ok(0));
+    assert_eq!(
+        parses_by_instance(&host),
+        "1",
+        "an instance that grew is not kept"
+    );
+    assert_eq!(parses_by_instance(&host), "2");
+}
+
+#[test]
+fn a_reloaded_channel_parses_on_instances_of_its_new_version() {
+    let (host, dir) = channel_host(None, secrets());
+    assert_eq!(parses_by_instance(&host), "1");
+    assert_eq!(parses_by_instance(&host), "2");
+    let manifest = dir.path().join("channel").join("plugin.toml");
+    host.load(&manifest).unwrap();
+    assert_eq!(parses_by_instance(&host), "1");
+}
+
 #[test]
 fn a_missing_signing_secret_is_a_misconfiguration() {
     let (host, _dir) = channel_host(None, MemorySecrets::new().with("channel_token", TOKEN));
