@@ -308,6 +308,7 @@ async fn startup() {
                     previous: None,
                     consumed: vec![],
                     outbox: vec![],
+                    notices: vec![],
                     set_timers: vec![],
                     cancel_timers: vec![],
                 };

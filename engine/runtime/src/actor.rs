@@ -214,7 +214,7 @@ impl Runtime {
             for (seq, inbound) in inbox {
                 let commit = self.apply(key, &mut current, previous.take(), seq, &inbound)?;
                 timers_set |= !commit.set_timers.is_empty();
-                pending.extend(commit.outbox.iter().cloned());
+                pending.extend(commit.effects());
                 commits.push(Write::Commit(commit));
                 previous = Some(Place::of(&current));
             }
@@ -274,6 +274,7 @@ impl Runtime {
             previous,
             consumed: vec![seq],
             outbox: Vec::new(),
+            notices: Vec::new(),
             set_timers: Vec::new(),
             cancel_timers: Vec::new(),
         };
@@ -287,6 +288,7 @@ impl Runtime {
             record.state = turn.state;
             record.turns += 1;
             let mut step_index = 0u32;
+            let durable_notifications = self.inner.effects.durable_notifications();
             for effect in turn.effects {
                 match effect {
                     Effect::SetTimer { timer, due } => commit.set_timers.push(Timer {
@@ -296,7 +298,8 @@ impl Runtime {
                     }),
                     Effect::CancelTimer { timer } => commit.cancel_timers.push(timer),
                     effect => {
-                        commit.outbox.push(OutboxItem {
+                        let stored = durable_notifications || !is_notification(&effect);
+                        let item = OutboxItem {
                             conversation: key.clone(),
                             turn: record.turns,
                             step: step_index,
@@ -305,7 +308,12 @@ impl Runtime {
                             not_before: 0,
                             last_error: None,
                             last_user_at: record.last_user_at,
-                        });
+                            notice: !stored,
+                        };
+                        match stored {
+                            true => commit.outbox.push(item),
+                            false => commit.notices.push(item),
+                        }
                         step_index += 1;
                     }
                 }
@@ -407,6 +415,15 @@ impl Runtime {
                 }
                 Effect::SetTimer { .. } | Effect::CancelTimer { .. } => {
                     store.remove_outbox(&item)?;
+                    continue;
+                }
+                _ if item.notice => {
+                    // Not stored: delivered once, a failure only reported.
+                    let handler = &self.inner.effects;
+                    if let Err(err) = handler.notify(key, &item.effect, &idempotency).await {
+                        tracing::warn!(conversation = %key, error = %err, "notification not delivered");
+                    }
+                    self.inner.stats.effects.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 _ => {}
@@ -555,4 +572,12 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Whether `effect` is a notification for operators (`EffectHandler::notify`).
+fn is_notification(effect: &Effect) -> bool {
+    matches!(
+        effect,
+        Effect::Handoff { .. } | Effect::ForwardToOperator(_) | Effect::End | Effect::Failed { .. }
+    )
 }

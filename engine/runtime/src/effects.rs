@@ -69,6 +69,16 @@ pub trait EffectHandler: Send + Sync + 'static {
         effect: &'a Effect,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), EffectError>>;
+
+    /// Whether notifications must survive a crash between their turn and `notify`. `true` (the
+    /// default): each waits in the outbox until delivered, is retried, and may be delivered
+    /// twice. `false`, for a handler that only reports them (a log line): each is delivered
+    /// once its turn is durable, tried once and never stored, which saves two store writes
+    /// per notification; a crash in between loses it (the conversation's state still says it
+    /// was handed off, ended or failed).
+    fn durable_notifications(&self) -> bool {
+        true
+    }
 }
 
 /// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, then scaled by a factor in

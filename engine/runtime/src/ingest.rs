@@ -110,7 +110,7 @@ impl Runtime {
                     Some(commits) if arrivals.landed && outcome.is_ok() => {
                         commits.last().map(|last| Known {
                             record: last.record.clone(),
-                            pending: commits.iter().flat_map(|c| c.outbox.clone()).collect(),
+                            pending: commits.iter().flat_map(TurnCommit::effects).collect(),
                         })
                     }
                     _ => None,

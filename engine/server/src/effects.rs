@@ -218,4 +218,10 @@ impl EffectHandler for ChannelEffects {
             Ok(())
         })
     }
+
+    /// Notifications are reported in the log only (operators find handed-off conversations
+    /// through the admin API, by place and status): not worth two store writes each.
+    fn durable_notifications(&self) -> bool {
+        false
+    }
 }

@@ -187,6 +187,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
             previous,
             consumed: Vec::new(),
             outbox: Vec::new(),
+            notices: Vec::new(),
             set_timers: Vec::new(),
             cancel_timers: Vec::new(),
         })

@@ -125,6 +125,10 @@ pub struct OutboxItem {
     /// [`StoredConversation::last_user_at`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_user_at: Option<u64>,
+    /// A notification that is not stored ([`TurnCommit::notices`]): once it ran, there is
+    /// nothing to remove. Never set on what the store returns.
+    #[serde(skip)]
+    pub notice: bool,
 }
 
 impl OutboxItem {
@@ -157,12 +161,26 @@ pub struct TurnCommit {
     pub previous: Option<crate::port::Place>,
     /// Inbox entries consumed by the turn.
     pub consumed: Vec<u64>,
-    /// New effects.
+    /// New effects, stored until they have run.
     pub outbox: Vec<OutboxItem>,
+    /// New notifications that are not stored: run once the turn is durable, lost if the process
+    /// stops first (for an effect handler that only reports them; see the runtime's
+    /// `EffectHandler::durable_notifications`).
+    pub notices: Vec<OutboxItem>,
     /// Timers to set.
     pub set_timers: Vec<Timer>,
     /// Timer ids to cancel.
     pub cancel_timers: Vec<u64>,
+}
+
+impl TurnCommit {
+    /// The turn's effects to run, stored or not, in the order the turn made them.
+    pub fn effects(&self) -> Vec<OutboxItem> {
+        let mut effects: Vec<OutboxItem> =
+            self.outbox.iter().chain(&self.notices).cloned().collect();
+        effects.sort_by_key(|item| item.step);
+        effects
+    }
 }
 
 /// A published flow version: the sources of a bot's flows, content-addressed.

@@ -103,7 +103,9 @@ fn turn(
             attempts: 0,
             not_before: 0,
             last_error: None,
+            notice: false,
         }],
+        notices: vec![],
         set_timers: if timer {
             vec![Timer {
                 conversation: key.clone(),

@@ -1,10 +1,11 @@
 //! Exactly once, in order: duplicates, reordering, bursts, effects and their failures.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use influxify_core::Status;
-use influxify_runtime::EffectError;
-use influxify_store::{ConversationKey, Inbound, Ingested};
+use influxify_core::conversation::{Effect, Outbound};
+use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
+use influxify_store::{ConversationKey, Inbound, Ingested, MemoryStore, Store};
 
 use crate::*;
 
@@ -553,4 +554,132 @@ nodes:
         *recorder.last_user.lock().unwrap(),
         [Some(1_000), Some(2_000)]
     );
+}
+
+/// A recorder whose notifications are durable or not, and that notes how many notifications the
+/// store held when each was delivered.
+struct Notices {
+    recorder: Recorder,
+    durable: bool,
+    store: Arc<MemoryStore>,
+    stored_when_notified: Mutex<Vec<usize>>,
+}
+
+impl EffectHandler for Notices {
+    fn send<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        message: &'a Outbound,
+        key: &'a str,
+        last_user_at: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), EffectError>> {
+        self.recorder.send(conversation, message, key, last_user_at)
+    }
+
+    fn call<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        action: &'a str,
+        input: &'a serde_json::Value,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(String, serde_json::Value), EffectError>> {
+        self.recorder.call(conversation, action, input, key)
+    }
+
+    fn notify<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        effect: &'a Effect,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EffectError>> {
+        let stored = self
+            .store
+            .outbox(conversation)
+            .unwrap()
+            .iter()
+            .filter(|item| !matches!(item.effect, Effect::Send(_)))
+            .count();
+        self.stored_when_notified.lock().unwrap().push(stored);
+        // Sends and notifications in one list, to check their order.
+        self.recorder.sent.lock().unwrap().push((
+            conversation.user.clone(),
+            format!("<{}>", key.rsplit(':').next().unwrap_or_default()),
+            key.to_string(),
+        ));
+        self.recorder.notify(conversation, effect, key)
+    }
+
+    fn durable_notifications(&self) -> bool {
+        self.durable
+    }
+}
+
+const DESK: &str = "
+id: desk
+start: greet
+nodes:
+  greet: { kind: message, text: 'one moment', next: human }
+  human: { kind: handoff, text: 'a person will answer', reason: asked, next: done }
+  done: { kind: end }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_a_handler_only_reports_are_delivered_in_order_without_being_stored() {
+    for durable in [true, false] {
+        let store = Arc::new(MemoryStore::new());
+        let notices = Arc::new(Notices {
+            recorder: Recorder::default(),
+            durable,
+            store: store.clone(),
+            stored_when_notified: Mutex::new(Vec::new()),
+        });
+        let runtime = influxify_runtime::Runtime::start(
+            store.clone(),
+            notices.clone(),
+            influxify_runtime::Config::new("bot", "desk"),
+        )
+        .await
+        .unwrap();
+        let flows = vec![("desk.yaml".to_string(), DESK.to_string())];
+        runtime.publish(flows, None).await.unwrap();
+        runtime
+            .ingest(vec![message("ada", "m1", 1, "hi")])
+            .await
+            .unwrap();
+        runtime.quiesce().await;
+        // Idle again: the next message takes the fast path, a forward to the operator.
+        runtime
+            .ingest(vec![message("ada", "m2", 2, "anyone?")])
+            .await
+            .unwrap();
+        runtime.quiesce().await;
+        let notes: Vec<String> = notices
+            .recorder
+            .notes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, kind)| kind.clone())
+            .collect();
+        assert_eq!(
+            notes,
+            ["handoff", "forward_to_operator"],
+            "durable: {durable}"
+        );
+        // The handoff (step 2) comes after both messages of its turn.
+        assert_eq!(
+            notices.recorder.texts("ada"),
+            ["one moment", "a person will answer", "<2>", "<0>"],
+            "durable: {durable}"
+        );
+        let expected: &[usize] = if durable { &[1, 1] } else { &[0, 0] };
+        assert_eq!(
+            *notices.stored_when_notified.lock().unwrap(),
+            expected,
+            "durable: {durable}"
+        );
+        assert!(store.outbox(&key("ada")).unwrap().is_empty());
+        let record = store.conversation(&key("ada")).unwrap().unwrap();
+        assert_eq!(record.state.status, Status::HandedOff);
+    }
 }
