@@ -216,6 +216,11 @@ fn payload(user: &str, timestamp: u128, id: usize, text: &str) -> String {
     )
 }
 
+/// The provider timestamps of wrk's payloads advance as if this many messages a second
+/// arrived (the target rate): Messenger stamps each message when it is sent, so at that rate
+/// the stamps keep pace with the clock, and each second holds that many dedup markers.
+const STAMPED_PER_SECOND: usize = 10_000;
+
 /// wrk's script: cycles through the signed payloads in `payloads.txt` (signature, tab, body).
 fn write_script(dir: &Path, count: usize) -> Result<PathBuf, String> {
     let now = std::time::SystemTime::now()
@@ -224,7 +229,8 @@ fn write_script(dir: &Path, count: usize) -> Result<PathBuf, String> {
         .unwrap_or(0);
     let mut payloads = String::with_capacity(count * 400);
     for i in 0..count {
-        let body = payload(&format!("user{}", i % 10_000), now + i as u128, i, "A-1001");
+        let stamp = now + (i * 1000 / STAMPED_PER_SECOND) as u128;
+        let body = payload(&format!("user{}", i % 10_000), stamp, i, "A-1001");
         payloads += &format!("{}\t{body}\n", signature(&body));
     }
     let data = dir.join("payloads.txt");
