@@ -187,12 +187,12 @@ impl Runtime {
         loop {
             if record.as_ref().is_some_and(|r| r.paused.is_some()) {
                 // An effect failed for good: the conversation waits for an operator.
-                return Ok(());
+                return self.keep_notices(pending);
             }
             if self.is_restricted(key) {
                 // The user restricted processing: timers, plugin results and pending effects
                 // wait until the restriction is lifted.
-                return Ok(());
+                return self.keep_notices(pending);
             }
             if !pending.is_empty() && !self.run_effects(key, std::mem::take(&mut pending)).await? {
                 return Ok(());
@@ -388,6 +388,20 @@ impl Runtime {
         )
     }
 
+    /// Stores the notices among `items`, effects that will not run now (the conversation was
+    /// paused or restricted first), as ordinary outbox items: they then run, in order, with
+    /// the stored effects when the conversation goes on.
+    fn keep_notices(
+        &self,
+        items: impl IntoIterator<Item = OutboxItem>,
+    ) -> Result<(), RuntimeError> {
+        for mut item in items.into_iter().filter(|item| item.notice) {
+            item.notice = false;
+            self.inner.store.update_outbox(&item)?;
+        }
+        Ok(())
+    }
+
     /// Runs a conversation's pending effects in order. Returns `false` when the conversation is
     /// paused (an effect failed for good) and must not go on.
     async fn run_effects(
@@ -396,7 +410,8 @@ impl Runtime {
         items: Vec<OutboxItem>,
     ) -> Result<bool, RuntimeError> {
         let store = self.inner.store.clone();
-        for mut item in items {
+        let mut items = items.into_iter();
+        while let Some(mut item) = items.next() {
             let idempotency = item.idempotency_key();
             match &item.effect {
                 Effect::CallPlugin { .. } => {
@@ -468,6 +483,7 @@ impl Runtime {
                         item.attempts += 1;
                         item.last_error = Some(err.message.clone());
                         store.update_outbox(&item)?;
+                        self.keep_notices(items)?;
                         self.pause(key, format!("effect {idempotency} failed: {}", err.message))?;
                         self.inner.commit.durable().await?;
                         tracing::error!(conversation = %key, error = %err, "effect failed for good; conversation paused");

@@ -73,9 +73,10 @@ pub trait EffectHandler: Send + Sync + 'static {
     /// Whether notifications must survive a crash between their turn and `notify`. `true` (the
     /// default): each waits in the outbox until delivered, is retried, and may be delivered
     /// twice. `false`, for a handler that only reports them (a log line): each is delivered
-    /// once its turn is durable, tried once and never stored, which saves two store writes
-    /// per notification; a crash in between loses it (the conversation's state still says it
-    /// was handed off, ended or failed).
+    /// once its turn is durable, tried once and not stored, which saves two store writes per
+    /// notification; it is stored after all when the conversation is paused or restricted
+    /// before its turn, and runs when it goes on. A crash or a store failure in between loses
+    /// it (the conversation's state still says it was handed off, ended or failed).
     fn durable_notifications(&self) -> bool {
         true
     }

@@ -165,7 +165,8 @@ pub struct TurnCommit {
     pub outbox: Vec<OutboxItem>,
     /// New notifications that are not stored: run once the turn is durable, lost if the process
     /// stops first (for an effect handler that only reports them; see the runtime's
-    /// `EffectHandler::durable_notifications`).
+    /// `EffectHandler::durable_notifications`). The runtime stores them after all when the
+    /// conversation is paused or restricted before they run.
     pub notices: Vec<OutboxItem>,
     /// Timers to set.
     pub set_timers: Vec<Timer>,

@@ -623,25 +623,44 @@ nodes:
   done: { kind: end }
 ";
 
+/// A runtime running `DESK` on a memory store, with notifications durable or not.
+async fn desk_runtime(
+    durable: bool,
+) -> (influxify_runtime::Runtime, Arc<Notices>, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let notices = Arc::new(Notices {
+        recorder: Recorder::default(),
+        durable,
+        store: store.clone(),
+        stored_when_notified: Mutex::new(Vec::new()),
+    });
+    let runtime = influxify_runtime::Runtime::start(
+        store.clone(),
+        notices.clone(),
+        influxify_runtime::Config::new("bot", "desk"),
+    )
+    .await
+    .unwrap();
+    let flows = vec![("desk.yaml".to_string(), DESK.to_string())];
+    runtime.publish(flows, None).await.unwrap();
+    (runtime, notices, store)
+}
+
+fn notes_of(notices: &Notices) -> Vec<String> {
+    notices
+        .recorder
+        .notes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, kind)| kind.clone())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_a_handler_only_reports_are_delivered_in_order_without_being_stored() {
     for durable in [true, false] {
-        let store = Arc::new(MemoryStore::new());
-        let notices = Arc::new(Notices {
-            recorder: Recorder::default(),
-            durable,
-            store: store.clone(),
-            stored_when_notified: Mutex::new(Vec::new()),
-        });
-        let runtime = influxify_runtime::Runtime::start(
-            store.clone(),
-            notices.clone(),
-            influxify_runtime::Config::new("bot", "desk"),
-        )
-        .await
-        .unwrap();
-        let flows = vec![("desk.yaml".to_string(), DESK.to_string())];
-        runtime.publish(flows, None).await.unwrap();
+        let (runtime, notices, store) = desk_runtime(durable).await;
         runtime
             .ingest(vec![message("ada", "m1", 1, "hi")])
             .await
@@ -653,16 +672,8 @@ async fn notifications_a_handler_only_reports_are_delivered_in_order_without_bei
             .await
             .unwrap();
         runtime.quiesce().await;
-        let notes: Vec<String> = notices
-            .recorder
-            .notes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, kind)| kind.clone())
-            .collect();
         assert_eq!(
-            notes,
+            notes_of(&notices),
             ["handoff", "forward_to_operator"],
             "durable: {durable}"
         );
@@ -682,4 +693,37 @@ async fn notifications_a_handler_only_reports_are_delivered_in_order_without_bei
         let record = store.conversation(&key("ada")).unwrap().unwrap();
         assert_eq!(record.state.status, Status::HandedOff);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_behind_a_send_that_failed_for_good_waits_with_it() {
+    let (runtime, notices, store) = desk_runtime(false).await;
+    notices
+        .recorder
+        .send_failures
+        .lock()
+        .unwrap()
+        .push_back(EffectError::permanent("the user blocked the page"));
+    runtime
+        .ingest(vec![message("bo", "m1", 1, "hi")])
+        .await
+        .unwrap();
+    runtime.quiesce().await;
+    assert!(notes_of(&notices).is_empty());
+    // Paused: the failed send, the next one and the handoff wait in the outbox, in order.
+    let waiting: Vec<u32> = store
+        .outbox(&key("bo"))
+        .unwrap()
+        .iter()
+        .map(|item| item.step)
+        .collect();
+    assert_eq!(waiting, [0, 1, 2]);
+    runtime.skip_effect(&key("bo")).await.unwrap();
+    runtime.quiesce().await;
+    assert_eq!(
+        notices.recorder.texts("bo"),
+        ["a person will answer", "<2>"]
+    );
+    assert_eq!(notes_of(&notices), ["handoff"]);
+    assert!(store.outbox(&key("bo")).unwrap().is_empty());
 }
