@@ -755,6 +755,10 @@ impl PluginHost {
             Some(instance) => instance,
             None => {
                 let mut store = self.store(&plugin.grant, None, deadline);
+                if let Some(cpu) = cpu {
+                    store.data_mut().cpu_budget = Some(cpu);
+                    set_epoch_budget(&mut store, (Instant::now() + cpu).min(deadline));
+                }
                 match pre.instantiate(&mut store) {
                     Ok(bindings) => WarmChannel {
                         store,

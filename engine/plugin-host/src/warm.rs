@@ -4,8 +4,8 @@
 //! one is idle. A parse carries no end user (no user-scoped kv) and sees every webhook of its
 //! channel anyway, so reuse widens no plugin's view. Each call still gets its own deadline,
 //! computing budget, fuel and counters; an instance that failed (trap, timeout, memory limit), grew
-//! its memory beyond [`WARM_MEMORY_BYTES`] or served [`WARM_CALLS`] parses is dropped instead of
-//! kept.
+//! its memory beyond [`WARM_MEMORY_BYTES`], kept a host resource open or served [`WARM_CALLS`]
+//! parses is dropped instead of kept.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -56,9 +56,11 @@ impl WarmChannel {
         }
     }
 
-    /// Whether the instance may serve another parse.
+    /// Whether the instance may serve another parse: not worn out, not grown, and holding no
+    /// host resource (a stream or pollable) the call left behind.
     fn reusable(&self) -> bool {
-        self.calls < WARM_CALLS && self.store.data().meter.peak <= WARM_MEMORY_BYTES
+        let state = self.store.data();
+        self.calls < WARM_CALLS && state.meter.peak <= WARM_MEMORY_BYTES && state.table.is_empty()
     }
 }
 

@@ -489,6 +489,13 @@ fn every_entry_and_every_event_is_parsed_in_order() {
         .collect();
     assert_eq!(got, [(PSID, "m_1", 5), (PSID, "m_2", 6), ("42", "m_3", 11)]);
     assert!(matches!(&events[2].kind, InboundKind::Text(t) if t == "three"));
+    // The parse left its instance fit for the next one (see the host's `warm`), which gives
+    // the same answer.
+    let messenger = host.plugin("messenger").unwrap();
+    assert_eq!(messenger.warm_instances(), 1);
+    let again = parse(&host, body.as_bytes()).unwrap();
+    assert_eq!(format!("{again:?}"), format!("{events:?}"));
+    assert_eq!(messenger.warm_instances(), 1);
 }
 
 #[test]
