@@ -331,7 +331,8 @@ impl PluginHost {
                     .instantiate_pre(&component)
                     .map_err(unsatisfied)?;
                 let pre = ActionPluginPre::new(pre).map_err(unsatisfied)?;
-                let mut store = self.store(&grant, None, Instant::now() + Duration::from_secs(10));
+                let mut store =
+                    self.store(&grant, None, Instant::now() + Duration::from_secs(10), None);
                 let bindings = pre
                     .instantiate(&mut store)
                     .map_err(|err| load_error(&name, format!("cannot start: {err}")))?;
@@ -476,12 +477,13 @@ impl PluginHost {
             .collect()
     }
 
-    /// A fresh store for one call of a plugin.
+    /// A fresh store for one call of a plugin, ready for it (see [`begin_call`]).
     fn store(
         &self,
         grant: &Arc<Grant>,
         user: Option<ConversationKey>,
         deadline: Instant,
+        cpu: Option<Duration>,
     ) -> Store<PluginState> {
         let clock = crate::sleep::CallClock {
             start: Instant::now(),
@@ -509,11 +511,8 @@ impl PluginHost {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.meter);
-        set_epoch_budget(&mut store, deadline);
         store.epoch_deadline_callback(check_time);
-        if self.config.metering {
-            let _ = store.set_fuel(u64::MAX / 2);
-        }
+        begin_call(&mut store, deadline, cpu, self.config.metering);
         store
     }
 
@@ -548,11 +547,7 @@ impl PluginHost {
             idempotency_key: call.idempotency_key.clone(),
             deadline_ms,
         };
-        let mut store = self.store(&plugin.grant, call.conversation.clone(), deadline);
-        if let Some(cpu) = cpu {
-            store.data_mut().cpu_budget = Some(cpu);
-            set_epoch_budget(&mut store, (started + cpu).min(deadline));
-        }
+        let store = self.store(&plugin.grant, call.conversation.clone(), deadline, cpu);
         Ok((plugin, store, context, started))
     }
 
@@ -752,13 +747,12 @@ impl PluginHost {
         let deadline = Instant::now() + plugin.time_budget().min(WEBHOOK_TIME);
         let cpu = plugin.cpu_budget();
         let mut instance = match plugin.warm.take() {
-            Some(instance) => instance,
+            Some(mut instance) => {
+                begin_call(&mut instance.store, deadline, cpu, self.config.metering);
+                instance
+            }
             None => {
-                let mut store = self.store(&plugin.grant, None, deadline);
-                if let Some(cpu) = cpu {
-                    store.data_mut().cpu_budget = Some(cpu);
-                    set_epoch_budget(&mut store, (Instant::now() + cpu).min(deadline));
-                }
+                let mut store = self.store(&plugin.grant, None, deadline, cpu);
                 match pre.instantiate(&mut store) {
                     Ok(bindings) => WarmChannel {
                         store,
@@ -771,7 +765,6 @@ impl PluginHost {
                 }
             }
         };
-        instance.prepare(deadline, cpu, self.config.metering);
         let parsed = instance
             .bindings
             .influxify_plugin_channel()
@@ -864,8 +857,32 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Starts a call on `store` (fresh, or a warm instance's): it must end by `deadline`, with at
+/// most `cpu` of its own computing; its counters, fuel and interruption flags start again.
+fn begin_call(
+    store: &mut Store<PluginState>,
+    deadline: Instant,
+    cpu: Option<Duration>,
+    metering: bool,
+) {
+    let now = Instant::now();
+    let state = store.data_mut();
+    state.started = now;
+    state.deadline = deadline;
+    state.cpu_budget = cpu;
+    state.host_time = Duration::ZERO;
+    state.timed_out = false;
+    state.http_calls = 0;
+    state.log_lines = 0;
+    state.meter.exceeded = false;
+    set_epoch_budget(store, cpu.map_or(deadline, |cpu| (now + cpu).min(deadline)));
+    if metering {
+        let _ = store.set_fuel(u64::MAX / 2);
+    }
+}
+
 /// Interrupts the store's code once `until` has passed (to the epoch's granularity).
-pub(crate) fn set_epoch_budget(store: &mut Store<PluginState>, until: Instant) {
+fn set_epoch_budget(store: &mut Store<PluginState>, until: Instant) {
     let ticks =
         until.saturating_duration_since(Instant::now()).as_micros() / EPOCH_TICK.as_micros();
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));

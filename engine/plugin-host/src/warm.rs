@@ -8,7 +8,6 @@
 //! parses is dropped instead of kept.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
@@ -36,26 +35,6 @@ pub(crate) struct WarmChannel {
 }
 
 impl WarmChannel {
-    /// Makes the instance's store ready for a call that must end by `deadline`, with at most
-    /// `cpu` of its own computing: the per-call counters start again.
-    pub(crate) fn prepare(&mut self, deadline: Instant, cpu: Option<Duration>, metering: bool) {
-        let state = self.store.data_mut();
-        let now = Instant::now();
-        state.started = now;
-        state.deadline = deadline;
-        state.cpu_budget = cpu;
-        state.host_time = Duration::ZERO;
-        state.timed_out = false;
-        state.http_calls = 0;
-        state.log_lines = 0;
-        state.meter.exceeded = false;
-        let until = cpu.map_or(deadline, |cpu| (now + cpu).min(deadline));
-        crate::registry::set_epoch_budget(&mut self.store, until);
-        if metering {
-            let _ = self.store.set_fuel(u64::MAX / 2);
-        }
-    }
-
     /// Whether the instance may serve another parse: not worn out, not grown, and holding no
     /// host resource (a stream or pollable) the call left behind.
     fn reusable(&self) -> bool {
