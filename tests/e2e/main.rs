@@ -2,6 +2,7 @@
 
 mod admin;
 mod builtin_harness;
+mod channels;
 mod chat;
 mod crash;
 mod demo;

@@ -29,10 +29,11 @@ nodes:
     kind: end
 "#;
 
-const APP_SECRET: &str = "test_app_secret";
+/// The Meta app's secret the test servers check webhook signatures with.
+pub const APP_SECRET: &str = "test_app_secret";
 
 /// Builds the messenger plugin and installs it in `plugins/`, pointed at the fake Graph API.
-fn install_messenger(plugins: &Path, graph: &str) {
+pub fn install_messenger(plugins: &Path, graph: &str) {
     let sources = root().join("plugins");
     let built = built_plugins(&["messenger"]);
     let dir = plugins.join("messenger");
@@ -60,7 +61,8 @@ fn start(work: &Path, plugins: &Path) -> Served {
     )
 }
 
-fn signature(body: &[u8]) -> String {
+/// The `X-Hub-Signature-256` header Meta sends with `body`, signed with [`APP_SECRET`].
+pub fn signature(body: &[u8]) -> String {
     let mut mac =
         <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
     mac.update(body);

@@ -251,6 +251,7 @@ async fn serve_stdin(
                         Event::User(UserMessage {
                             text: parsed.text,
                             payload: parsed.payload,
+                            ..UserMessage::default()
                         }),
                     );
                     // A line's own timestamp comes back with it when it is sent again.

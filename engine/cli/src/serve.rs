@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use influxify_plugin_host::{ConsentGate, HostConfig, MemorySecrets, PluginHost};
-use influxify_runtime::{Config, MigrationPolicy, Runtime};
+use influxify_runtime::{Config, EffectHandler, MigrationPolicy, Runtime};
 use influxify_server::admin::Admin;
 use influxify_server::audit::AuditLog;
 use influxify_server::config::{LogFormat, Settings, Stranded};
 use influxify_server::metrics::Metrics;
 use influxify_server::privacy::{self, Privacy};
 use influxify_server::secrets::{KeySource, MASTER_KEY_VAR, MasterKey, SealedSecrets};
+use influxify_server::testing::{TESTING_VAR, Testing};
 use influxify_server::transcripts::Transcripts;
 use influxify_server::{AppState, ChannelEffects, WebChat};
 use influxify_store::{PluginKv, SledStore, Store};
@@ -175,6 +176,10 @@ fn open_plugins(
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let testing = Testing::start(
+        &settings.testing,
+        std::env::var(TESTING_VAR).ok().as_deref(),
+    )?;
     let data = settings.store.data.clone();
     let sources = read_flows(&settings.bot.flows)
         .with_context(|| format!("cannot read the flows in {}", settings.bot.flows.display()))?;
@@ -203,7 +208,11 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         effects = effects.with_transcripts(transcripts.clone());
     }
     let effects = Arc::new(effects);
-    let runtime = Runtime::start(store, effects.clone(), config).await?;
+    let handler: Arc<dyn EffectHandler> = match &testing {
+        Some(testing) => testing.wrap(effects.clone()),
+        None => effects.clone(),
+    };
+    let runtime = Runtime::start(store, handler, config).await?;
     let policy = match settings.bot.stranded {
         Stranded::Keep => MigrationPolicy::Keep,
         Stranded::Restart => MigrationPolicy::Restart,
@@ -243,6 +252,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             webchat: Some(webchat.clone()),
             transcripts,
         }),
+        testing,
     };
     if settings.admin.keys.is_empty() {
         tracing::warn!(

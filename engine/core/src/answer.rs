@@ -16,13 +16,17 @@ static EMAIL: LazyLock<Regex> =
 
 /// The value to store for `message`, or `None` when it does not pass `check`.
 pub(crate) fn check(check: &Check, message: &UserMessage) -> Option<Value> {
-    if let Check::Choice(choices) = check {
-        return choice(choices, message);
+    match check {
+        Check::Choice(choices) => return choice(choices, message),
+        Check::Attachment(kinds) => return attachment(kinds, message),
+        _ => {}
     }
+    // A tap's payload is the answer, not its title; an attachment alone is no text (a sticker
+    // or a like never answers a question).
     let text = message
-        .text
+        .payload
         .as_deref()
-        .or(message.payload.as_deref())?
+        .or(message.text.as_deref())?
         .trim();
     match check {
         Check::Text { min, max } => {
@@ -38,8 +42,22 @@ pub(crate) fn check(check: &Check, message: &UserMessage) -> Option<Value> {
         Check::Regex(regex) => regex
             .is_match(text)
             .then(|| Value::String(text.to_string())),
-        Check::Choice(_) => None,
+        Check::Choice(_) | Check::Attachment(_) => None,
     }
+}
+
+/// The first attachment of one of `kinds`, as `{kind, url}` (stickers are never images).
+fn attachment(kinds: &[&str], message: &UserMessage) -> Option<Value> {
+    let found = message
+        .attachments
+        .iter()
+        .find(|a| a.sticker_id.is_none() && kinds.contains(&a.kind.as_str()))?;
+    let mut value = serde_json::Map::new();
+    value.insert("kind".into(), Value::String(found.kind.clone()));
+    if let Some(url) = &found.url {
+        value.insert("url".into(), Value::String(url.clone()));
+    }
+    Some(Value::Object(value))
 }
 
 fn choice(choices: &[(String, String)], message: &UserMessage) -> Option<Value> {

@@ -50,7 +50,7 @@ impl Catalog {
         Catalog::default()
             .with(
                 "openai.chat",
-                &["denied"],
+                &["denied", "refused"],
                 "Chat Completions with an OpenAI-compatible server",
             )
             .with(

@@ -166,7 +166,7 @@ static ACTION_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9_-]+\.[a-z0-9_.-]+$").expect("valid regex"));
 
 /// Names that the engine sets and flows may not assign.
-const RESERVED: &[&str] = &["message", "now", "output", "user"];
+const RESERVED: &[&str] = &["message", "now", "output", "referral", "user"];
 
 const MAX_QUICK_REPLIES: usize = 13;
 const MAX_BUTTONS: usize = 3;
@@ -193,6 +193,7 @@ struct FlowCompiler<'a> {
     node: String,
     /// Templates compiled so far, for unique names.
     template_count: usize,
+    profile_fields: std::collections::BTreeSet<String>,
     errors_before: usize,
 }
 
@@ -215,6 +216,7 @@ impl<'a> FlowCompiler<'a> {
             external_entries: Vec::new(),
             node: String::new(),
             template_count: 0,
+            profile_fields: Default::default(),
             errors_before: 0,
         }
     }
@@ -277,6 +279,7 @@ impl<'a> FlowCompiler<'a> {
             defaults,
             index: std::mem::take(&mut self.index),
             templates: std::mem::take(&mut self.templates),
+            profile_fields: std::mem::take(&mut self.profile_fields),
         })
     }
 
@@ -474,6 +477,10 @@ impl<'a> FlowCompiler<'a> {
         let name = format!("{}.{field}#{}", self.node, self.template_count);
         match self.templates.add(name, source) {
             Ok((text, variables)) => {
+                if variables.contains("user") {
+                    let fields = self.templates.user_fields(&text);
+                    self.profile_fields.extend(fields);
+                }
                 self.check_variables(field, variables, extra);
                 self.check_filters(field, source, false);
                 text
@@ -492,7 +499,11 @@ impl<'a> FlowCompiler<'a> {
     fn expr(&mut self, field: &str, source: &str, extra: &[&str]) -> Option<Expr> {
         match Expr::compile(source) {
             Ok(expr) => {
-                self.check_variables(field, expr.variables(), extra);
+                let variables = expr.variables();
+                if variables.contains("user") {
+                    self.profile_fields.extend(expr.user_fields());
+                }
+                self.check_variables(field, variables, extra);
                 self.check_filters(field, source, true);
                 Some(expr)
             }
@@ -690,6 +701,26 @@ impl<'a> FlowCompiler<'a> {
 
     // ---- nodes -------------------------------------------------------------------------------
 
+    /// A message node's tag, refused: none is left that a bot's own message may carry.
+    fn message_tag(&mut self, tag: crate::model::MessageTag) -> Option<crate::model::MessageTag> {
+        use crate::model::{MessageTag, TAGS_RETIRED_ON};
+        let why = match tag {
+            MessageTag::HumanAgent => "`tag: HUMAN_AGENT` is only for a person's reply (the \
+                engine tags an operator's messages itself, within 7 days of the user's last \
+                message); a bot's message may not carry it"
+                .to_string(),
+            retired => format!(
+                "message tag `{}` was retired by Meta on {TAGS_RETIRED_ON}: Messenger refuses \
+                 sends with it (Graph error 100). Outside the 24-hour window a bot can no longer \
+                 message a user; inside it, leave the tag out (a timer's message goes out as \
+                 `UPDATE`)",
+                retired.as_str()
+            ),
+        };
+        self.error(Code::RetiredTag, "tag", why);
+        None
+    }
+
     fn node_op(&mut self, id: &str, node: &Node) -> Op {
         let kind = node.kind();
         match node {
@@ -720,7 +751,7 @@ impl<'a> FlowCompiler<'a> {
                     quick_replies: self.quick_replies(&m.quick_replies, &[]),
                     buttons: self.buttons(&m.buttons),
                     typing_ms: m.typing.map(|d| d.as_millis()),
-                    tag: m.tag,
+                    tag: m.tag.and_then(|tag| self.message_tag(tag)),
                     next: self.required("next", kind, m.next.as_ref()),
                 }
             }
@@ -1030,6 +1061,8 @@ impl<'a> FlowCompiler<'a> {
                 }
             }
             Validation::Email => Check::Email,
+            Validation::Image => Check::Attachment(&["image"]),
+            Validation::File => Check::Attachment(&["file", "image", "video", "audio"]),
             Validation::Phone => Check::Phone,
             Validation::Choice { choices } => {
                 if choices.is_empty() {

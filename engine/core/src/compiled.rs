@@ -33,6 +33,22 @@ impl FlowSet {
         self.flows.get(id)
     }
 
+    /// The profile fields any of the flows reads (see [`CompiledFlow::profile_fields`]).
+    pub fn profile_fields(&self) -> Vec<String> {
+        let mut fields: std::collections::BTreeSet<&String> = Default::default();
+        for flow in self.flows.values() {
+            fields.extend(&flow.profile_fields);
+        }
+        fields.into_iter().cloned().collect()
+    }
+
+    /// Whether any of the flows reads a profile field.
+    pub fn reads_profile(&self) -> bool {
+        self.flows
+            .values()
+            .any(|flow| !flow.profile_fields.is_empty())
+    }
+
     /// The flows in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<CompiledFlow>> {
         self.order.iter().filter_map(|id| self.flows.get(id))
@@ -68,6 +84,9 @@ pub struct CompiledFlow {
     pub defaults: Vec<(String, serde_json::Value)>,
     pub(crate) index: HashMap<String, NodeIx>,
     pub(crate) templates: Templates,
+    /// The fields of the user's profile its templates and expressions read (`first_name` for
+    /// `{{ user.first_name }}`): what a channel is asked for, and nothing more.
+    pub profile_fields: std::collections::BTreeSet<String>,
 }
 
 impl CompiledFlow {
@@ -174,6 +193,8 @@ pub enum Check {
     Choice(Vec<(String, String)>),
     /// A whole-reply regular expression.
     Regex(Regex),
+    /// An attachment of one of these kinds (`image`; `file`, `image`, `video`, `audio`).
+    Attachment(&'static [&'static str]),
 }
 
 /// A compiled global intent.

@@ -140,12 +140,20 @@ pub enum Waiting {
 /// A message from the end user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserMessage {
-    /// What they typed.
+    /// What they typed, or the title of what they tapped (channels send both, as Messenger
+    /// does: a tap's payload, when there is one, is the answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// The payload of a tapped quick reply or button.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    /// What they sent besides words: images, files, a location, a sticker. Never read as text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// How they arrived (an m.me link's `ref`, an ad): context a flow may route on, never an
+    /// answer. A message that carries only a referral answers nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral: Option<Referral>,
 }
 
 impl UserMessage {
@@ -153,17 +161,68 @@ impl UserMessage {
     pub fn text(text: impl Into<String>) -> Self {
         UserMessage {
             text: Some(text.into()),
-            payload: None,
+            ..UserMessage::default()
         }
     }
 
-    /// A tapped quick reply or postback.
+    /// A tapped quick reply or postback, without its title.
     pub fn payload(payload: impl Into<String>) -> Self {
         UserMessage {
-            text: None,
             payload: Some(payload.into()),
+            ..UserMessage::default()
         }
     }
+
+    /// A tapped quick reply or button as a channel sends it: its title beside its payload.
+    pub fn tap(title: impl Into<String>, payload: impl Into<String>) -> Self {
+        UserMessage {
+            text: Some(title.into()),
+            payload: Some(payload.into()),
+            ..UserMessage::default()
+        }
+    }
+
+    /// Whether the message says nothing a flow could take as an answer (only a referral).
+    pub fn is_context_only(&self) -> bool {
+        self.text.is_none() && self.payload.is_none() && self.attachments.is_empty()
+    }
+}
+
+/// Something the user sent that is not text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// `image`, `video`, `audio`, `file`, `location`, `sticker` (a like is a sticker), or
+    /// `fallback` (a shared link).
+    pub kind: String,
+    /// Where its content is, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A title (a shared link's, a location's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A location's latitude.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    /// A location's longitude.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+    /// A sticker's id (Messenger's like is `369239263222822`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticker_id: Option<String>,
+}
+
+/// How a user arrived: chosen by whoever wrote the link or ran the ad, never by the user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Referral {
+    /// The link's `ref` parameter.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Where it came from: `SHORTLINK` (m.me), `ADS`, `MESSENGER_CODE`, `CUSTOMER_CHAT_PLUGIN`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The ad's id, for ads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_id: Option<String>,
 }
 
 /// Something that happened to a conversation.
@@ -241,6 +300,42 @@ pub struct Outbound {
     /// The message tag that lets it go out after the window for replies closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// What made the bot say it: a reply to the user, something proactive (a timer, a
+    /// resumed conversation), or a human operator's words. Channels pick how it goes out by it
+    /// (Messenger's `messaging_type`).
+    #[serde(default, skip_serializing_if = "Origin::is_reply")]
+    pub origin: Origin,
+}
+
+/// What made the bot send a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// An answer to something the user sent (their message, or a plugin call it started).
+    #[default]
+    Reply,
+    /// Not prompted by the user: a timer fell due, an operator resumed or moved the
+    /// conversation.
+    Proactive,
+    /// A human operator's own words.
+    Operator,
+}
+
+impl Origin {
+    fn is_reply(&self) -> bool {
+        *self == Origin::Reply
+    }
+
+    /// What an event makes the messages of its turn: a timer or an operator's action is not a
+    /// reply to the user.
+    pub fn of(event: &Event) -> Origin {
+        match event {
+            Event::Timer { .. } => Origin::Proactive,
+            Event::Operator(OperatorAction::Say { .. }) => Origin::Operator,
+            Event::Operator(_) => Origin::Proactive,
+            _ => Origin::Reply,
+        }
+    }
 }
 
 /// A rendered quick reply.

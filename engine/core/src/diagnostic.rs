@@ -54,6 +54,8 @@ pub enum Code {
     BadDefault,
     /// F0023: a plugin node's input does not match its action's input schema.
     BadInput,
+    /// F0024: a message tag that Messenger no longer accepts, or one a bot may not use.
+    RetiredTag,
 }
 
 impl Code {
@@ -83,6 +85,7 @@ impl Code {
             Code::BadReference => "F0021",
             Code::BadDefault => "F0022",
             Code::BadInput => "F0023",
+            Code::RetiredTag => "F0024",
         }
     }
 
@@ -112,6 +115,7 @@ impl Code {
             Code::BadReference => "bad-reference",
             Code::BadDefault => "bad-default",
             Code::BadInput => "bad-input",
+            Code::RetiredTag => "retired-tag",
         }
     }
 }

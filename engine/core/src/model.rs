@@ -246,18 +246,25 @@ pub struct MessageNode {
 }
 
 /// Why a message may go out after the window for replies closed (Messenger's message tags).
+/// Meta retired `CONFIRMED_EVENT_UPDATE`, `POST_PURCHASE_UPDATE` and `ACCOUNT_UPDATE` on
+/// 2026-04-27 (sends with them fail with Graph error 100), and `HUMAN_AGENT` is for a person's
+/// reply, which the engine tags itself: validation refuses all four in a flow. They still parse,
+/// so that the error can say why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageTag {
-    /// An update about a registered event.
+    /// Retired on 2026-04-27: an update about a registered event.
     ConfirmedEventUpdate,
-    /// An update about a purchase.
+    /// Retired on 2026-04-27: an update about a purchase.
     PostPurchaseUpdate,
-    /// A change to the user's account or application.
+    /// Retired on 2026-04-27: a change to the user's account or application.
     AccountUpdate,
-    /// A human agent answering within 7 days.
+    /// A human agent answering within 7 days: only an operator's own reply.
     HumanAgent,
 }
+
+/// The day Meta retired the message tags other than `HUMAN_AGENT`.
+pub const TAGS_RETIRED_ON: &str = "2026-04-27";
 
 impl MessageTag {
     /// The tag as channels spell it.
@@ -358,6 +365,10 @@ pub enum Validation {
         /// The pattern, in Rust `regex` syntax.
         pattern: String,
     },
+    /// A photo (not a sticker or a like); stored as `{kind, url}`.
+    Image,
+    /// A file, or a photo, video or voice message; stored as `{kind, url}`.
+    File,
 }
 
 impl Default for Validation {

@@ -30,6 +30,7 @@ pub fn step(flows: &FlowSet, state: ConversationState, event: &Event, now: u64) 
         now,
         message: None,
         ignored: None,
+        origin: Origin::of(event),
     };
     machine.handle(event);
     machine.drain_queue();
@@ -48,6 +49,8 @@ struct Machine<'a> {
     /// The user message being handled, for templates (`message.text`).
     message: Option<UserMessage>,
     ignored: Option<String>,
+    /// What the turn's messages answer (Messenger's `messaging_type` follows it).
+    origin: Origin,
 }
 
 /// The variables templates see: the conversation's variables plus `message` and `now` (and
@@ -68,8 +71,9 @@ impl template::Scope for Vars<'_> {
                 .output
                 .filter(|o| !o.is_null())
                 .map(template::from_json),
-            // `user.first_name` must read as undefined, not fail, before a profile is known.
-            "user" => Some(self.vars.get("user").map_or_else(
+            // `user.first_name` must read as undefined, not fail, before a profile is known;
+            // so must `referral.ref` for a user who came without one.
+            "user" | "referral" => Some(self.vars.get(name).map_or_else(
                 || Value::from_pairs(std::iter::empty::<(&str, Value)>()),
                 template::from_json,
             )),
@@ -172,6 +176,7 @@ impl<'a> Machine<'a> {
     fn say(&mut self, text: String) {
         self.effects.push(Effect::Send(Outbound {
             text,
+            origin: self.origin,
             ..Outbound::default()
         }));
     }
@@ -200,8 +205,11 @@ impl<'a> Machine<'a> {
         self.cancel_timer();
         let mut fresh = ConversationState::new(self.state.entry.clone());
         fresh.seq = self.state.seq;
-        if let Some(user) = self.state.vars.get("user") {
-            fresh.vars.insert("user".into(), user.clone());
+        // Who the user is and how they arrived outlive a restart of the flow.
+        for kept in ["user", "referral"] {
+            if let Some(value) = self.state.vars.get(kept) {
+                fresh.vars.insert(kept.into(), value.clone());
+            }
         }
         self.state = fresh;
     }
@@ -209,6 +217,25 @@ impl<'a> Machine<'a> {
     // ---- events ------------------------------------------------------------------------------
 
     fn on_user(&mut self, message: UserMessage) {
+        if let Some(referral) = &message.referral
+            && let Ok(value) = serde_json::to_value(referral)
+        {
+            self.state.vars.insert("referral".into(), value);
+        }
+        if message.is_context_only() {
+            // A referral alone (an m.me link opened in an existing thread, an ad) starts a
+            // conversation that has not started, and is never taken as an answer.
+            return match (self.position(), &self.state.status) {
+                (None, _) | (_, Status::Ended) => {
+                    if self.state.status == Status::Ended {
+                        self.reset();
+                    }
+                    self.message = Some(message);
+                    self.start();
+                }
+                _ => self.ignore("a referral is context, not an answer".into()),
+            };
+        }
         match self.state.status {
             Status::HandedOff => {
                 self.effects.push(Effect::ForwardToOperator(message));
@@ -366,10 +393,11 @@ impl<'a> Machine<'a> {
                     }
                 }
                 // `denied` (the engine refused the call, e.g. without consent to AI processing)
-                // never falls back to `ok`: without a `denied` edge it takes the `error` edge.
+                // and `refused` (the model declined to answer) never fall back to `ok`: without
+                // an edge of their own they take the `error` edge.
                 let target = edge(outcome).or_else(|| match outcome.as_str() {
                     "error" => None,
-                    "denied" => edge("error"),
+                    "denied" | "refused" => edge("error"),
                     _ => edge("ok"),
                 });
                 match target {
@@ -451,7 +479,12 @@ impl<'a> Machine<'a> {
         &self,
         message: &UserMessage,
     ) -> Option<(&'a CompiledFlow, &'a CompiledIntent)> {
-        let keyword = message.text.as_deref().map(normalize_keyword);
+        // A tap's title is not what the user said: its payload is (an intent's keywords match
+        // typed text only).
+        let keyword = match &message.payload {
+            Some(_) => None,
+            None => message.text.as_deref().map(normalize_keyword),
+        };
         let flows = std::iter::once(self.state.flow.as_str())
             .chain(self.state.stack.iter().rev().map(|f| f.flow.as_str()));
         for id in flows {
@@ -562,6 +595,7 @@ impl<'a> Machine<'a> {
             buttons: Vec::with_capacity(buttons.len()),
             typing_ms,
             tag: None,
+            origin: self.origin,
         };
         for reply in quick_replies {
             message.quick_replies.push(QuickReply {

@@ -15,6 +15,7 @@ pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 pub const BUILTIN_NAMES: &[&str] = &[
     // Set by the engine.
     "user",
+    "referral",
     "message",
     "now",
     // MiniJinja's global functions and loop helpers.
@@ -125,6 +126,31 @@ impl Expr {
     pub fn variables(&self) -> HashSet<String> {
         self.names.iter().cloned().collect()
     }
+
+    /// The fields of `user` (the profile) the expression reads.
+    pub fn user_fields(&self) -> Vec<String> {
+        user_fields(self.compiled.undeclared_variables(true))
+    }
+}
+
+/// The profile fields among dotted variable paths (`user.first_name` gives `first_name`); a
+/// bare `user` reads the whole profile, taken as the name fields.
+fn user_fields(paths: HashSet<String>) -> Vec<String> {
+    let mut fields = Vec::new();
+    for path in paths {
+        match path.strip_prefix("user") {
+            Some("") => fields.extend(["first_name".to_string(), "last_name".to_string()]),
+            Some(rest) => {
+                if let Some(field) = rest.strip_prefix('.') {
+                    fields.push(field.split('.').next().unwrap_or(field).to_string());
+                }
+            }
+            None => {}
+        }
+    }
+    fields.sort();
+    fields.dedup();
+    fields
 }
 
 /// Where templates and expressions find their variables. Only the names a template reads are
@@ -289,6 +315,17 @@ impl Templates {
         let mut names: Vec<String> = variables.iter().cloned().collect();
         names.sort();
         Ok((Text::Template(name, names), variables))
+    }
+
+    /// The fields of `user` (the profile) that `text` reads.
+    pub fn user_fields(&self, text: &Text) -> Vec<String> {
+        let Text::Template(name, _) = text else {
+            return Vec::new();
+        };
+        match self.env.get_template(name) {
+            Ok(template) => user_fields(template.undeclared_variables(true)),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Renders `text` with the variables of `scope`, refusing output over [`MAX_OUTPUT_BYTES`].

@@ -104,7 +104,8 @@ pub fn run_file(file: &Path, compilation: &Compilation) -> Vec<CaseResult> {
         .collect()
 }
 
-fn flow_under_test(file: &Path, spec: &TestFile, flows: &FlowSet) -> Result<String, String> {
+/// The flow a test file tests: its `flow`, or the flow in the file with the same name.
+pub fn flow_under_test(file: &Path, spec: &TestFile, flows: &FlowSet) -> Result<String, String> {
     if let Some(id) = &spec.flow {
         return match flows.get(id) {
             Some(_) => Ok(id.clone()),
@@ -173,7 +174,8 @@ fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|l| format!("{prefix}{l}\n")).collect()
 }
 
-fn turn_input(turn: &Turn) -> Result<Input, String> {
+/// What a turn does: exactly one of `user`, `tap`, `advance`, `operator` or `resume`.
+pub fn turn_input(turn: &Turn) -> Result<Input, String> {
     let mut inputs = Vec::new();
     if let Some(text) = &turn.user {
         inputs.push(Input::User(text.clone()));
@@ -234,13 +236,27 @@ pub fn render_message(message: &Outbound) -> String {
 }
 
 fn check_turn(turn: &Turn, reply: &Reply, session: &Session) -> Vec<String> {
+    let calls: Vec<&str> = reply.calls.iter().map(|c| c.action.as_str()).collect();
+    check_outcome(turn, &reply.messages, &calls, &session.state, &reply.notes)
+}
+
+/// What is wrong with a turn's outcome (empty when it is what `turn` expects): the bot's
+/// `messages`, the plugin actions `calls`ed and the conversation's `state` after it. `notes` are
+/// added to the problems when there are some. The served transcript tests check what reached a
+/// channel this way.
+pub fn check_outcome(
+    turn: &Turn,
+    messages: &[Outbound],
+    calls: &[&str],
+    state: &influxify_core::ConversationState,
+    notes: &[String],
+) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(expected) = &turn.bot {
-        check_messages(expected, &reply.messages, &mut problems);
+        check_messages(expected, messages, &mut problems);
     }
     for (name, want) in &turn.vars {
-        let got = session
-            .state
+        let got = state
             .vars
             .get(name)
             .cloned()
@@ -250,37 +266,33 @@ fn check_turn(turn: &Turn, reply: &Reply, session: &Session) -> Vec<String> {
         }
     }
     if let Some(want) = &turn.node {
-        let got = session.state.node.as_deref().unwrap_or("(not started)");
+        let got = state.node.as_deref().unwrap_or("(not started)");
         if want != got {
             problems.push(format!("node: expected `{want}`, got `{got}`"));
         }
     }
     if let Some(want) = &turn.flow
-        && want != &session.state.flow
+        && want != &state.flow
     {
-        problems.push(format!(
-            "flow: expected `{want}`, got `{}`",
-            session.state.flow
-        ));
+        problems.push(format!("flow: expected `{want}`, got `{}`", state.flow));
     }
     if let Some(want) = &turn.status {
-        let got = session.status_name();
+        let got = crate::session::status_name(&state.status);
         if want != got {
-            let detail = match &session.state.status {
+            let detail = match &state.status {
                 influxify_core::Status::Failed { error } => format!(" ({error})"),
                 _ => String::new(),
             };
             problems.push(format!("status: expected `{want}`, got `{got}`{detail}"));
         }
     }
-    if let Some(want) = &turn.calls {
-        let got: Vec<&str> = reply.calls.iter().map(|c| c.action.as_str()).collect();
-        if want.iter().map(String::as_str).ne(got.iter().copied()) {
-            problems.push(format!("plugin calls: expected {want:?}, got {got:?}"));
-        }
+    if let Some(want) = &turn.calls
+        && want.iter().map(String::as_str).ne(calls.iter().copied())
+    {
+        problems.push(format!("plugin calls: expected {want:?}, got {calls:?}"));
     }
     if !problems.is_empty() {
-        for note in &reply.notes {
+        for note in notes {
             problems.push(format!("note: {note}"));
         }
     }

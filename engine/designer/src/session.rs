@@ -88,8 +88,9 @@ impl Mocks {
         Ok(())
     }
 
-    /// The answer to a call of `action` with `input`.
-    fn answer(
+    /// The answer to a call of `action` with `input`: its outcome and output, or the failure
+    /// (a mock's `error`, or no mock answers it).
+    pub fn answer(
         &self,
         action: &str,
         input: &serde_json::Value,
@@ -132,7 +133,12 @@ pub struct Session {
     /// Pending timers: id to due time.
     pub timers: BTreeMap<u64, u64>,
     mocks: Mocks,
+    /// The quick replies and buttons offered so far, (title, payload), newest last.
+    offered: Vec<(String, String)>,
 }
+
+/// How many offered quick replies and buttons a session remembers for their titles.
+const MAX_OFFERED: usize = 256;
 
 impl Session {
     /// A new conversation in flow `flow`, with the user's `profile`.
@@ -150,9 +156,19 @@ impl Session {
             clock: EPOCH_MS,
             timers: BTreeMap::new(),
             mocks,
+            offered: Vec::new(),
         };
         session.apply_profile();
         session
+    }
+
+    /// The title of the newest quick reply or button offered with `payload`.
+    fn title_of(&self, payload: &str) -> Option<&str> {
+        self.offered
+            .iter()
+            .rev()
+            .find(|(_, p)| p == payload)
+            .map(|(title, _)| title.as_str())
     }
 
     fn apply_profile(&mut self) {
@@ -179,7 +195,10 @@ impl Session {
             }
             Input::Tap(payload) => {
                 self.clock += TURN_MS;
-                self.dispatch(Event::User(UserMessage::payload(payload)), &mut reply);
+                // As a channel sends a tap: its title beside its payload (a payload no message
+                // offered, a persistent menu's, comes with itself as the title).
+                let title = self.title_of(&payload).unwrap_or(&payload).to_string();
+                self.dispatch(Event::User(UserMessage::tap(title, payload)), &mut reply);
             }
             Input::Operator(text) => {
                 self.clock += TURN_MS;
@@ -237,7 +256,21 @@ impl Session {
             }
             for effect in turn.effects {
                 match effect {
-                    Effect::Send(message) => reply.messages.push(message),
+                    Effect::Send(message) => {
+                        let offers = message
+                            .quick_replies
+                            .iter()
+                            .map(|q| (q.title.clone(), q.payload.clone()))
+                            .chain(message.buttons.iter().filter_map(|b| {
+                                b.payload.clone().map(|payload| (b.title.clone(), payload))
+                            }));
+                        self.offered.extend(offers);
+                        if self.offered.len() > MAX_OFFERED {
+                            let excess = self.offered.len() - MAX_OFFERED;
+                            self.offered.drain(..excess);
+                        }
+                        reply.messages.push(message)
+                    }
                     Effect::CallPlugin {
                         call,
                         action,
@@ -293,11 +326,16 @@ impl Session {
 
     /// The status as written in test files: `active`, `handed_off`, `ended` or `failed`.
     pub fn status_name(&self) -> &'static str {
-        match self.state.status {
-            Status::Active => "active",
-            Status::HandedOff => "handed_off",
-            Status::Ended => "ended",
-            Status::Failed { .. } => "failed",
-        }
+        status_name(&self.state.status)
+    }
+}
+
+/// A status as written in test files: `active`, `handed_off`, `ended` or `failed`.
+pub fn status_name(status: &Status) -> &'static str {
+    match status {
+        Status::Active => "active",
+        Status::HandedOff => "handed_off",
+        Status::Ended => "ended",
+        Status::Failed { .. } => "failed",
     }
 }

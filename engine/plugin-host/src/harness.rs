@@ -51,7 +51,7 @@
 //!       user_id: "1134343043305865"
 //!       text: Pick a color
 //!       quick_replies: [{ title: Red, payload: RED }]
-//!       # also buttons: [{ title, payload } or { title, url }], typing_ms, tag,
+//!       # also buttons: [{ title, payload } or { title, url }], tag, origin (reply, proactive, operator),
 //!       # last_user_message_ms (when the user last wrote; unknown: inside the reply window)
 //!     http:                                        # answers for this case only, tried first
 //!       - match: POST https://graph.facebook.com/v25.0/me/messages
@@ -90,7 +90,8 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 use crate::channel_types::{
-    Attachment, Button, HttpRequest, InboundEvent, InboundKind, OutboundMessage, QuickReply,
+    Attachment, Button, HttpRequest, InboundEvent, InboundKind, Origin, OutboundMessage,
+    QuickReply, Referral,
 };
 use crate::http::{Responder, Response};
 use crate::{Call, HostConfig, Kind, Manifest, MemorySecrets, PluginError, PluginHost};
@@ -327,9 +328,9 @@ pub struct SendCall {
     /// Buttons.
     #[serde(default)]
     pub buttons: Vec<SendButton>,
-    /// A typing indicator first, this long.
+    /// What made the bot send it: `reply` (the default), `proactive` or `operator`.
     #[serde(default)]
-    pub typing_ms: Option<u32>,
+    pub origin: Option<String>,
     /// A message tag.
     #[serde(default)]
     pub tag: Option<String>,
@@ -970,24 +971,41 @@ fn event_json(event: &InboundEvent) -> serde_json::Value {
         InboundKind::QuickReply((title, payload)) => {
             serde_json::json!({"kind": "quick_reply", "title": title, "payload": payload})
         }
-        InboundKind::Postback((title, payload)) => {
-            serde_json::json!({"kind": "postback", "title": title, "payload": payload})
-        }
-        InboundKind::Attachments(attachments) => {
+        InboundKind::Postback(postback) => serde_json::json!({
+            "kind": "postback",
+            "title": postback.title,
+            "payload": postback.payload,
+            "referral": postback.referral.as_ref().map(referral_json),
+        }),
+        InboundKind::Attachments((text, attachments)) => {
             let attachments: Vec<serde_json::Value> = attachments
                 .iter()
-                .map(|Attachment { kind, url }| serde_json::json!({"kind": kind, "url": url}))
+                .map(|a: &Attachment| {
+                    serde_json::json!({
+                        "kind": a.kind,
+                        "url": a.url,
+                        "title": a.title,
+                        "coordinates": a.coordinates.map(|(lat, long)| [lat, long]),
+                        "sticker_id": a.sticker_id,
+                    })
+                })
                 .collect();
-            serde_json::json!({"kind": "attachments", "attachments": attachments})
+            serde_json::json!({"kind": "attachments", "text": text, "attachments": attachments})
         }
-        InboundKind::Referral(reference) => {
-            serde_json::json!({"kind": "referral", "ref": reference})
+        InboundKind::Referral(referral) => {
+            let mut json = referral_json(referral);
+            json["kind"] = "referral".into();
+            json
         }
     };
     if let (Some(json), serde_json::Value::Object(fields)) = (json.as_object_mut(), fields) {
         json.extend(fields);
     }
     json
+}
+
+fn referral_json(referral: &Referral) -> serde_json::Value {
+    serde_json::json!({"ref": referral.reference, "source": referral.source, "ad_id": referral.ad_id})
 }
 
 fn send_case(
@@ -1015,8 +1033,12 @@ fn send_case(
                 (None, url) => Button::Url((b.title.clone(), url.clone().unwrap_or_default())),
             })
             .collect(),
-        typing_ms: send.typing_ms,
         tag: send.tag.clone(),
+        origin: match send.origin.as_deref() {
+            Some("proactive") => Origin::Proactive,
+            Some("operator") => Origin::Operator,
+            _ => Origin::Reply,
+        },
         last_user_message_ms: send.last_user_message_ms,
     };
     let delivery = host.channel_send(channel, &message, call)?;

@@ -93,6 +93,10 @@ pub enum PluginError {
     /// The plugin reported a failure worth retrying.
     #[error("{0}")]
     Retryable(String),
+    /// The plugin reported a failure worth retrying after this many milliseconds (a
+    /// provider's `Retry-After`).
+    #[error("{0} (retry after {1} ms)")]
+    RetryAfter(String, u64),
     /// The plugin reported a failure that retrying will not fix.
     #[error("{0}")]
     Permanent(String),
@@ -113,7 +117,7 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::Busy => "busy",
             PluginError::InvalidInput(_) => "invalid_input",
-            PluginError::Retryable(_) => "retryable",
+            PluginError::Retryable(_) | PluginError::RetryAfter(..) => "retryable",
             PluginError::Permanent(_) => "permanent",
             PluginError::Misconfigured(_) => "misconfigured",
         }
@@ -123,8 +127,19 @@ impl PluginError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            PluginError::Timeout(_) | PluginError::Busy | PluginError::Retryable(_)
+            PluginError::Timeout(_)
+                | PluginError::Busy
+                | PluginError::Retryable(_)
+                | PluginError::RetryAfter(..)
         )
+    }
+
+    /// How long the plugin asked to wait before a retry, when it said.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            PluginError::RetryAfter(_, ms) => Some(*ms),
+            _ => None,
+        }
     }
 }
 
@@ -316,10 +331,8 @@ impl PluginHost {
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch: the engine's clock (which a test-mode server can move
+/// forward), so that plugins see the same time as the flows.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    influxify_store::clock::now_ms()
 }

@@ -159,15 +159,25 @@ pub const WEBHOOK_TIME: Duration = Duration::from_secs(1);
 /// The bytes of text an inbound event's kind carries (the size a channel's output is held to).
 fn kind_bytes(kind: &wit_channel::InboundKind) -> usize {
     use wit_channel::InboundKind;
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let referral =
+        |r: &wit_channel::Referral| text(&r.reference) + text(&r.source) + text(&r.ad_id);
     match kind {
-        InboundKind::Text(text) | InboundKind::Referral(text) => text.len(),
-        InboundKind::QuickReply((title, payload)) | InboundKind::Postback((title, payload)) => {
-            title.len() + payload.len()
+        InboundKind::Text(words) => words.len(),
+        InboundKind::Referral(r) => referral(r),
+        InboundKind::QuickReply((title, payload)) => title.len() + payload.len(),
+        InboundKind::Postback(p) => {
+            p.title.len() + p.payload.len() + p.referral.as_ref().map_or(0, referral)
         }
-        InboundKind::Attachments(attachments) => attachments
-            .iter()
-            .map(|a| a.kind.len() + a.url.as_ref().map_or(0, String::len))
-            .sum(),
+        InboundKind::Attachments((words, attachments)) => {
+            text(words)
+                + attachments
+                    .iter()
+                    .map(|a| {
+                        a.kind.len() + text(&a.url) + text(&a.title) + text(&a.sticker_id) + 16
+                    })
+                    .sum::<usize>()
+        }
     }
 }
 
@@ -804,6 +814,51 @@ impl PluginHost {
         })
     }
 
+    /// Has a channel plugin show a sender action (a typing indicator, a seen mark).
+    pub fn channel_act(
+        &self,
+        channel: &str,
+        user: &str,
+        action: wit_channel::SenderAction,
+        call: &Call,
+    ) -> Result<(), PluginError> {
+        self.with_channel(channel, call, |bindings, store, context| {
+            bindings
+                .influxify_plugin_channel()
+                .call_act(store, user, action, context)
+        })?
+        .map_err(guest_error)
+    }
+
+    /// Asks a channel plugin for the fields of a user's profile; a JSON object of those it has.
+    pub fn channel_profile(
+        &self,
+        channel: &str,
+        user: &str,
+        fields: &[String],
+        call: &Call,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, PluginError> {
+        let answer = self
+            .with_channel(channel, call, |bindings, store, context| {
+                bindings
+                    .influxify_plugin_channel()
+                    .call_profile(store, user, fields, context)
+            })?
+            .map_err(guest_error)?;
+        if answer.len() > MAX_OUTPUT_BYTES {
+            return Err(PluginError::OutputTooLarge {
+                plugin: channel.to_string(),
+                bytes: answer.len(),
+            });
+        }
+        match serde_json::from_str(&answer) {
+            Ok(serde_json::Value::Object(profile)) => Ok(profile),
+            _ => Err(PluginError::Permanent(format!(
+                "channel `{channel}` answered a profile that is not a JSON object"
+            ))),
+        }
+    }
+
     fn with_channel<T>(
         &self,
         channel: &str,
@@ -934,6 +989,7 @@ fn guest_error(error: GuestError) -> PluginError {
     match error {
         GuestError::InvalidInput(why) => PluginError::InvalidInput(cut(why)),
         GuestError::Retryable(why) => PluginError::Retryable(cut(why)),
+        GuestError::RetryAfter((why, after_ms)) => PluginError::RetryAfter(cut(why), after_ms),
         GuestError::Permanent(why) => PluginError::Permanent(cut(why)),
         GuestError::Misconfigured(why) => PluginError::Misconfigured(cut(why)),
     }

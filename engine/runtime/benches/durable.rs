@@ -301,6 +301,7 @@ async fn startup() {
                     updated_at: 0,
                     recent: Vec::new(),
                     last_user_at: None,
+                    profile_at: None,
                 };
                 let commit = TurnCommit {
                     conversation: key,

@@ -17,6 +17,12 @@ use crate::{Runtime, RuntimeError};
 
 /// How many event summaries a conversation keeps for inspection.
 const RECENT_EVENTS: usize = 8;
+/// The longest typing indicator shown before a message.
+pub(crate) const MAX_TYPING_MS: u64 = 10_000;
+/// The longest wait a provider's `Retry-After` may impose on one retry.
+const MAX_RETRY_AFTER_MS: u64 = 300_000;
+/// How often a user's profile is asked of their channel at most.
+const PROFILE_REFRESH_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Whether a conversation can stay at node `to` of `flow` without running it again: its live
 /// waiting state is the one that node kind produces.
@@ -209,6 +215,9 @@ impl Runtime {
                 Some(record) => record,
                 None => self.new_record()?,
             };
+            if self.needs_profile(&current, inbox.iter().map(|(_, inbound)| inbound))? {
+                self.fetch_profile(key, &mut current).await?;
+            }
             let mut timers_set = false;
             let mut commits = Vec::with_capacity(inbox.len());
             for (seq, inbound) in inbox {
@@ -227,6 +236,51 @@ impl Runtime {
                 self.inner.timer_wake.notify_one();
             }
         }
+    }
+
+    /// Whether the user's profile should be asked of their channel before `events` are applied:
+    /// the conversation's flows read profile fields, a user wrote, and it was not asked today.
+    pub(crate) fn needs_profile<'e>(
+        &self,
+        record: &StoredConversation,
+        mut events: impl Iterator<Item = &'e Inbound>,
+    ) -> Result<bool, RuntimeError> {
+        let fresh = record
+            .profile_at
+            .is_some_and(|at| now_ms().saturating_sub(at) < PROFILE_REFRESH_MS);
+        if fresh || !events.any(|e| matches!(e.event, Event::User(_)) && e.migration.is_none()) {
+            return Ok(false);
+        }
+        Ok(self.inner.registry.flows(&record.version)?.reads_profile())
+    }
+
+    /// Asks the channel for the profile fields the flows read and merges them into the
+    /// conversation's `user`. A channel that cannot answer now is asked again with the next
+    /// message; one that refuses is asked again tomorrow. The fields are the conversation's
+    /// state from then on: exported and erased with it.
+    async fn fetch_profile(
+        &self,
+        key: &ConversationKey,
+        record: &mut StoredConversation,
+    ) -> Result<(), RuntimeError> {
+        let flows = self.inner.registry.flows(&record.version)?;
+        let fields = flows.profile_fields();
+        match self.inner.effects.profile(key, &fields).await {
+            Ok(profile) => {
+                record.profile_at = Some(now_ms());
+                if !profile.is_empty() {
+                    let state = std::mem::replace(&mut record.state, ConversationState::new(""));
+                    record.state = step(&flows, state, &Event::Profile { profile }, now_ms()).state;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(conversation = %key, error = %err, "the user's profile could not be fetched");
+                if !err.retryable {
+                    record.profile_at = Some(now_ms());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether work arrived for a running conversation since its writer last looked.
@@ -252,6 +306,7 @@ impl Runtime {
             updated_at: now_ms(),
             recent: Vec::new(),
             last_user_at: None,
+            profile_at: None,
         })
     }
 
@@ -451,6 +506,17 @@ impl Runtime {
                 let handler = &self.inner.effects;
                 let result = match &item.effect {
                     Effect::Send(message) => {
+                        if let Some(ms) = message.typing_ms.filter(|ms| *ms > 0)
+                            && item.attempts == 0
+                        {
+                            // The pause is the runtime's: a timer, not a thread or a plugin
+                            // instance held while the user watches the indicator.
+                            let pause = ms.min(MAX_TYPING_MS);
+                            if let Err(err) = handler.typing(key, pause, &idempotency).await {
+                                tracing::debug!(conversation = %key, error = %err, "typing indicator not shown");
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                        }
                         handler
                             .send(key, message, &idempotency, item.last_user_at)
                             .await
@@ -468,11 +534,14 @@ impl Runtime {
                     {
                         item.attempts += 1;
                         let config = &self.inner.config;
-                        let delay = backoff_ms(
-                            item.attempts,
-                            config.send_backoff_ms,
-                            config.send_max_backoff_ms,
-                            item.turn ^ u64::from(item.step),
+                        let delay = err.delay_ms(
+                            backoff_ms(
+                                item.attempts,
+                                config.send_backoff_ms,
+                                config.send_max_backoff_ms,
+                                item.turn ^ u64::from(item.step),
+                            ),
+                            MAX_RETRY_AFTER_MS,
                         );
                         item.not_before = now_ms() + delay;
                         item.last_error = Some(err.message.clone());
@@ -536,11 +605,14 @@ impl Runtime {
                     };
                 }
                 Err(err) if err.retryable && attempt < (*attempts).max(1) => {
-                    let delay = backoff_ms(
-                        attempt,
-                        *base,
-                        *max_backoff_ms,
-                        item.turn ^ u64::from(attempt),
+                    let delay = err.delay_ms(
+                        backoff_ms(
+                            attempt,
+                            *base,
+                            *max_backoff_ms,
+                            item.turn ^ u64::from(attempt),
+                        ),
+                        MAX_RETRY_AFTER_MS,
                     );
                     tracing::warn!(conversation = %item.conversation, action, attempt, error = %err, "plugin call failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;

@@ -1,9 +1,5 @@
-//! Wall-clock time for the runtime (the core never reads a clock: time comes in with events).
+//! Wall-clock time for the runtime (the core never reads a clock: time comes in with events):
+//! the engine's one clock, kept in the store crate so that the store and the plugin host read
+//! the same time (a test-mode server moves it forward for all of them).
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub use influxify_store::clock::now_ms;

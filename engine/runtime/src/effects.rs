@@ -18,6 +18,9 @@ pub struct EffectError {
     pub retryable: bool,
     /// What went wrong.
     pub message: String,
+    /// The provider asked not to be tried again before this many milliseconds (its
+    /// `Retry-After`): the runtime waits at least this long, on its own timers.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl EffectError {
@@ -26,6 +29,15 @@ impl EffectError {
         EffectError {
             retryable: true,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// A failure worth retrying, but not before `after_ms` milliseconds.
+    pub fn retry_after(message: impl Into<String>, after_ms: u64) -> Self {
+        EffectError {
+            retry_after_ms: Some(after_ms),
+            ..EffectError::retryable(message)
         }
     }
 
@@ -34,7 +46,14 @@ impl EffectError {
         EffectError {
             retryable: false,
             message: message.into(),
+            retry_after_ms: None,
         }
+    }
+
+    /// How long to wait before the next attempt: the backoff, or the provider's
+    /// `Retry-After` when that is longer (capped at `max_ms`).
+    pub fn delay_ms(&self, backoff_ms: u64, max_ms: u64) -> u64 {
+        backoff_ms.max(self.retry_after_ms.unwrap_or(0).min(max_ms))
     }
 }
 
@@ -61,6 +80,32 @@ pub trait EffectHandler: Send + Sync + 'static {
         input: &'a serde_json::Value,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(String, serde_json::Value), EffectError>>;
+
+    /// Shows the user a typing indicator before a message that asks for one. The runtime then
+    /// waits the message's `typing_ms` on its own timer (no thread, no plugin instance is held
+    /// meanwhile) and sends it. A failure is only logged: the message goes out all the same.
+    /// The default shows nothing.
+    fn typing<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        ms: u64,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EffectError>> {
+        let _ = (conversation, ms, key);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The user's profile fields named in `fields` that their channel has (Messenger's User
+    /// Profile API), asked before a conversation's first turn and at most daily after, only
+    /// when its flows read some. The default: none.
+    fn profile<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, EffectError>> {
+        let _ = (conversation, fields);
+        Box::pin(async { Ok(serde_json::Map::new()) })
+    }
 
     /// Tells operators about a handoff, a forwarded message, an end or a failure.
     fn notify<'a>(

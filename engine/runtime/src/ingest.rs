@@ -264,6 +264,10 @@ impl Runtime {
             Some(record) => record,
             None => self.new_record()?,
         };
+        if self.needs_profile(&current, events.iter().copied())? {
+            // The channel is asked for the profile first, by the writer.
+            return Ok(None);
+        }
         let mut commits = Vec::with_capacity(events.len());
         for event in events {
             let mut commit = self.apply(key, &mut current, previous.take(), 0, event)?;

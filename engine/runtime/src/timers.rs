@@ -37,6 +37,12 @@ pub(crate) fn spawn(runtime: Runtime) {
 }
 
 impl Runtime {
+    /// Makes the timer task look at the timer wheel again now: after the clock moved forward
+    /// (a test clock), timers that fell due fire at once instead of after the sleep it began.
+    pub fn wake_timers(&self) {
+        self.inner.timer_wake.notify_one();
+    }
+
     /// Waits for timers to fall due and returns them; empty when woken to look again.
     async fn next_due(&self) -> Result<Vec<Timer>, crate::RuntimeError> {
         let wake = self.inner.timer_wake.notified();

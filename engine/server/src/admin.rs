@@ -56,11 +56,16 @@ pub fn new_key() -> Result<(String, String), crate::secrets::SealError> {
 }
 
 /// Who called, once authenticated.
-struct Caller {
-    name: String,
+pub(crate) struct Caller {
+    pub(crate) name: String,
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap, needed: Scope) -> Result<Caller, Response> {
+/// The caller of a request with an admin API key of at least `needed`, or the refusal.
+pub(crate) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: Scope,
+) -> Result<Caller, Response> {
     let Some(key) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -32,6 +32,8 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     /// Logs.
     pub logs: LogSettings,
+    /// Test mode, for end-to-end tests of the channels only: never in production.
+    pub testing: TestingSettings,
 }
 
 /// `[server]`.
@@ -262,6 +264,17 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// `[testing]`: test mode, for end-to-end tests of the channels. It lets whoever holds an admin
+/// key move the server's clock forward, answer plugin calls with mocks and wait for the runtime
+/// to be idle (routes under `/testing/v1/`). It needs this setting and the environment variable
+/// `INFLUXIFY_TESTING=1` both: with only one of them the server refuses to start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingSettings {
+    /// Turn test mode on (never in production).
+    pub enabled: bool,
 }
 
 /// Why the configuration was refused.

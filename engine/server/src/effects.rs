@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use influxify_core::conversation::{Effect, Outbound};
-use influxify_plugin_host::channel_types::{Button, OutboundMessage, QuickReply};
+use influxify_core::conversation::{Effect, Origin as CoreOrigin, Outbound};
+use influxify_plugin_host::channel_types::{
+    Button, Origin, OutboundMessage, QuickReply, SenderAction,
+};
 use influxify_plugin_host::{Call, PluginError, PluginHost};
 use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
 use influxify_store::ConversationKey;
@@ -128,10 +130,10 @@ impl ChannelEffects {
 }
 
 fn effect_error(err: PluginError) -> EffectError {
-    if err.is_retryable() {
-        EffectError::retryable(err.to_string())
-    } else {
-        EffectError::permanent(err.to_string())
+    match (err.is_retryable(), err.retry_after_ms()) {
+        (true, Some(after_ms)) => EffectError::retry_after(err.to_string(), after_ms),
+        (true, None) => EffectError::retryable(err.to_string()),
+        (false, _) => EffectError::permanent(err.to_string()),
     }
 }
 
@@ -157,10 +159,12 @@ fn outbound(user: &str, message: &Outbound, last_user_at: Option<u64>) -> Outbou
                 }
             })
             .collect(),
-        typing_ms: message
-            .typing_ms
-            .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX)),
         tag: message.tag.clone(),
+        origin: match message.origin {
+            CoreOrigin::Reply => Origin::Reply,
+            CoreOrigin::Proactive => Origin::Proactive,
+            CoreOrigin::Operator => Origin::Operator,
+        },
         last_user_message_ms: last_user_at,
     }
 }
@@ -178,6 +182,62 @@ impl EffectHandler for ChannelEffects {
                 .await?;
             self.transcribe(conversation, message);
             Ok(())
+        })
+    }
+
+    fn typing<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        ms: u64,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EffectError>> {
+        Box::pin(async move {
+            if let (Some(webchat), webchat::CHANNEL) =
+                (&self.webchat, conversation.channel.as_str())
+            {
+                webchat.typing(&conversation.user, ms, key);
+                return Ok(());
+            }
+            let plugins = self.plugins.clone();
+            let (channel, user) = (conversation.channel.clone(), conversation.user.clone());
+            let call = Call::new(Some(conversation.clone()), key);
+            let (shown, started) = self
+                .in_slot(move || {
+                    plugins.channel_act(&channel, &user, SenderAction::TypingOn, &call)
+                })
+                .await?;
+            self.record(
+                &conversation.channel,
+                shown.as_ref().map(|_| "typing"),
+                started,
+            );
+            shown.map_err(effect_error)
+        })
+    }
+
+    fn profile<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, EffectError>> {
+        Box::pin(async move {
+            if conversation.channel == webchat::CHANNEL {
+                // The page gives the profile when it opens its session.
+                return Ok(serde_json::Map::new());
+            }
+            let plugins = self.plugins.clone();
+            let (channel, user) = (conversation.channel.clone(), conversation.user.clone());
+            let fields = fields.to_vec();
+            let call = Call::new(Some(conversation.clone()), "profile");
+            let (profile, started) = self
+                .in_slot(move || plugins.channel_profile(&channel, &user, &fields, &call))
+                .await?;
+            self.record(
+                &conversation.channel,
+                profile.as_ref().map(|_| "profile"),
+                started,
+            );
+            profile.map_err(effect_error)
         })
     }
 

@@ -18,6 +18,7 @@ pub mod playground;
 pub mod privacy;
 mod reply;
 pub mod secrets;
+pub mod testing;
 pub mod transcripts;
 pub mod webchat;
 mod webhook;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub admin: Arc<admin::Admin>,
     /// Export, erasure, restriction, retention, the audit log.
     pub privacy: Arc<privacy::Privacy>,
+    /// Test mode (`[testing]`), when it is on: never in production.
+    pub testing: Option<Arc<testing::Testing>>,
 }
 
 /// The routes, with the body limit and request timeout of `settings`.
@@ -83,6 +86,11 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
     let streams = Router::new().route("/webchat/events", get(webchat::events));
     let bounded = if settings.playground {
         bounded.merge(playground::routes())
+    } else {
+        bounded
+    };
+    let bounded = if state.testing.is_some() {
+        bounded.merge(testing::routes())
     } else {
         bounded
     };

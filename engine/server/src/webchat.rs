@@ -45,8 +45,6 @@ const IDLE: Duration = Duration::from_secs(15 * 60);
 pub const MAX_TEXT_BYTES: usize = 4096;
 /// The longest quick-reply payload or client message id accepted, in bytes.
 const MAX_ID_BYTES: usize = 256;
-/// The longest typing indicator shown before a message.
-const MAX_TYPING: Duration = Duration::from_secs(5);
 
 /// One thing sent to a page: a message or a typing indicator.
 #[derive(Debug, Clone)]
@@ -191,14 +189,16 @@ impl WebChat {
         Some(user.to_string())
     }
 
+    /// Shows the user's page a typing indicator for `ms` (the runtime waits that long before
+    /// the message). `key` is the message's idempotency key.
+    pub fn typing(&self, user: &str, ms: u64, key: &str) {
+        let typing = serde_json::json!({ "ms": ms }).to_string();
+        self.push(user, "typing", typing, &format!("{key}:typing"));
+    }
+
     /// Hands a bot message to the user's page (or its replay buffer). `key` is the effect's
     /// idempotency key: a repeat is dropped.
     pub async fn deliver(&self, user: &str, message: &Outbound, key: &str) {
-        if let Some(ms) = message.typing_ms.filter(|ms| *ms > 0) {
-            let typing = serde_json::json!({ "ms": ms }).to_string();
-            self.push(user, "typing", typing, &format!("{key}:typing"));
-            tokio::time::sleep(Duration::from_millis(ms).min(MAX_TYPING)).await;
-        }
         let data = serde_json::json!({
             "text": message.text,
             "quick_replies": message.quick_replies,
@@ -426,6 +426,7 @@ pub async fn post_message(
     let message = UserMessage {
         text: posted.text,
         payload: posted.payload,
+        ..UserMessage::default()
     };
     let mut inbound = vec![Inbound::new(
         ConversationKey::new(CHANNEL, user),

@@ -8,8 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use influxify_core::Event;
-use influxify_core::conversation::UserMessage;
-use influxify_plugin_host::channel_types::{HttpRequest, InboundEvent, InboundKind};
+use influxify_core::conversation::{Attachment, Referral, UserMessage};
+use influxify_plugin_host::channel_types::{self, HttpRequest, InboundEvent, InboundKind};
 use influxify_plugin_host::{Kind, PluginError};
 use influxify_store::{ConversationKey, Inbound};
 
@@ -149,29 +149,43 @@ fn failure(err: &PluginError) -> Response {
     }
 }
 
-/// A channel's event as the runtime's.
+/// A channel's referral as the runtime's.
+fn referral(referral: channel_types::Referral) -> Referral {
+    Referral {
+        reference: referral.reference,
+        source: referral.source,
+        ad_id: referral.ad_id,
+    }
+}
+
+/// A channel's event as the runtime's: a tap is its payload with its title beside it, an
+/// attachment is never text, and a referral is context, never an answer.
 fn to_inbound(channel: &str, event: InboundEvent) -> Inbound {
     let message = match event.kind {
         InboundKind::Text(text) => UserMessage::text(text),
-        InboundKind::QuickReply((title, payload)) | InboundKind::Postback((title, payload)) => {
-            UserMessage {
-                text: Some(title),
-                payload: Some(payload),
-            }
-        }
-        InboundKind::Attachments(attachments) => UserMessage {
-            text: Some(
-                attachments
-                    .iter()
-                    .map(|a| a.url.clone().unwrap_or_else(|| a.kind.clone()))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            payload: None,
+        InboundKind::QuickReply((title, payload)) => UserMessage::tap(title, payload),
+        InboundKind::Postback(postback) => UserMessage {
+            referral: postback.referral.map(referral),
+            ..UserMessage::tap(postback.title, postback.payload)
         },
-        InboundKind::Referral(reference) => UserMessage {
-            text: None,
-            payload: Some(reference),
+        InboundKind::Attachments((text, attachments)) => UserMessage {
+            text,
+            attachments: attachments
+                .into_iter()
+                .map(|a| Attachment {
+                    kind: a.kind,
+                    url: a.url,
+                    title: a.title,
+                    latitude: a.coordinates.map(|c| c.0),
+                    longitude: a.coordinates.map(|c| c.1),
+                    sticker_id: a.sticker_id,
+                })
+                .collect(),
+            ..UserMessage::default()
+        },
+        InboundKind::Referral(r) => UserMessage {
+            referral: Some(referral(r)),
+            ..UserMessage::default()
         },
     };
     // The contract: a channel's timestamp is the provider's, the same on every redelivery;

@@ -1,6 +1,7 @@
 //! The runtime's persistence: the [`Store`] port, its sled implementation ([`SledStore`]) and an
 //! in-memory one ([`MemoryStore`]). Keys start with the conversation's partition.
 
+pub mod clock;
 pub mod keys;
 pub mod kv;
 mod memory;

@@ -99,6 +99,10 @@ pub struct StoredConversation {
     /// channels such as Messenger only take replies within a window after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_user_at: Option<u64>,
+    /// When the user's profile was last asked of their channel (milliseconds since the Unix
+    /// epoch): at most daily, and only for flows that read profile fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_at: Option<u64>,
 }
 
 /// An effect to run after its turn was committed.
@@ -216,11 +220,8 @@ pub fn runtime_event_prefixes(conversation: &ConversationKey) -> [String; 2] {
     ]
 }
 
-/// The wall clock, in ms since the Unix epoch (dedup markers and restrictions record when
+/// The engine's clock, in ms since the Unix epoch (dedup markers and restrictions record when
 /// they were written).
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    crate::clock::now_ms()
 }

@@ -88,6 +88,7 @@ fn turn(
         updated_at: turns,
         recent: vec![],
         last_user_at: None,
+        profile_at: None,
     };
     TurnCommit {
         conversation: key.clone(),

@@ -10,7 +10,10 @@
 //!   attachments, referrals ([`webhook`]). Echoes, receipts, `standby` and the dashboard's
 //!   `changes` are acknowledged and not routed.
 //! - `send`: the Send API, `POST {graph_base}/{api_version}/me/messages` with the page token
-//!   `messenger_page_token` added by the host as `access_token` ([`send`]).
+//!   `messenger_page_token` added by the host as `access_token` ([`send`]); `act`: a sender
+//!   action (a typing indicator, a seen mark) through the same endpoint, without waiting;
+//!   `profile`: the User Profile API, `GET {graph_base}/{api_version}/{psid}?fields=...`, only
+//!   the fields asked for.
 
 mod hash;
 mod send;
@@ -18,7 +21,7 @@ mod split;
 mod webhook;
 
 use influxify_plugin_sdk::channel::{
-    Channel, Delivery, HttpReply, HttpRequest, InboundEvent, OutboundMessage,
+    Channel, Delivery, HttpReply, HttpRequest, InboundEvent, OutboundMessage, SenderAction,
 };
 use influxify_plugin_sdk::{Context, Error, config, warn};
 
@@ -36,6 +39,18 @@ impl Channel for Messenger {
 
     fn send(message: OutboundMessage, ctx: &Context) -> Result<Delivery, Error> {
         send::send(&message, ctx)
+    }
+
+    fn act(user_id: String, action: SenderAction, _ctx: &Context) -> Result<(), Error> {
+        send::act(&user_id, action)
+    }
+
+    fn profile(
+        user_id: String,
+        fields: Vec<String>,
+        _ctx: &Context,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        send::profile(&user_id, &fields)
     }
 }
 

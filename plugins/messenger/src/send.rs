@@ -4,18 +4,21 @@
 //! - The message is checked against Messenger's limits first (at most 13 quick replies, titles
 //!   of at most 20 characters, payloads of at most 1000; 1 to 3 buttons; a text that is not
 //!   empty); a message beyond them is `invalid-input` and nothing is sent: nothing is truncated.
-//! - `messaging_type` is `RESPONSE`, or `MESSAGE_TAG` with the message's `tag`. A message to a
-//!   user whose last message (`last-user-message-ms`) is more than 24 hours old needs a tag:
-//!   without one it is a `permanent` error and no request is made.
-//! - With `typing-ms`, `sender_action: typing_on` goes first, then the plugin pauses that long
-//!   (at most 5 s, and never into the last 5 s of the call's time).
+//! - `messaging_type` follows the message's origin and the 24-hour window since the user's
+//!   last message (`last-user-message-ms`) ([`messaging_type`]): a reply is `RESPONSE`, a
+//!   proactive message (a timer, a resumed conversation) `UPDATE`, both only inside the window;
+//!   an operator's reply is `RESPONSE` inside it and `MESSAGE_TAG` with `HUMAN_AGENT` for up to
+//!   7 days. Anything else is a `permanent` error that says why, and no request is made. The
+//!   tags Meta retired on 2026-04-27 are refused the same way.
+//! - The plugin never waits: a typing indicator is a sender action of its own ([`act`]), and
+//!   the engine waits before the message.
 //! - A text over 2000 characters is split on sentence boundaries into several messages
 //!   ([`split`]); quick replies and buttons go with the last, whose text is at most 640
 //!   characters when it is a button template. How many parts went out is kept in the user's kv
 //!   under the call's idempotency key until all have, so that a retry does not send them again.
 //! - Errors are classified on Graph's `error.code` / `error_subcode` ([`classify`]).
 
-use influxify_plugin_sdk::channel::{Button, Delivery, OutboundMessage};
+use influxify_plugin_sdk::channel::{Button, Delivery, Origin, OutboundMessage, SenderAction};
 use influxify_plugin_sdk::http::{self, Placement, Response};
 use influxify_plugin_sdk::kv::{self, Scope};
 use influxify_plugin_sdk::{Context, Error, clock, config, secrets, warn};
@@ -45,38 +48,23 @@ const MAX_BUTTONS: usize = 3;
 const MAX_TITLE: usize = 20;
 /// The longest quick-reply or postback payload.
 const MAX_PAYLOAD: usize = 1000;
-/// The most messages one text is split into (the manifest grants as many requests, plus the
-/// typing indicator).
+/// How long after the user's last message a person may answer with the `HUMAN_AGENT` tag.
+pub const HUMAN_AGENT_WINDOW_MS: u64 = 7 * WINDOW_MS;
+/// The tags Meta retired on 2026-04-27 (sends with them fail with Graph error 100).
+const RETIRED_TAGS: [&str; 3] = [
+    "CONFIRMED_EVENT_UPDATE",
+    "POST_PURCHASE_UPDATE",
+    "ACCOUNT_UPDATE",
+];
+/// The most messages one text is split into (the manifest grants as many requests, plus one).
 const MAX_PARTS: usize = 10;
-/// The longest typing pause.
-const MAX_TYPING_PAUSE_MS: u64 = 5_000;
-/// Time kept for the requests after a typing pause.
-const RESERVE_MS: u64 = 5_000;
 
 /// Delivers `message`.
 pub fn send(message: &OutboundMessage, ctx: &Context) -> Result<Delivery, Error> {
-    let user = message.user_id.trim();
-    if user.is_empty() {
-        return Err(Error::invalid_input("the message has no recipient"));
-    }
+    let user = recipient(&message.user_id)?;
     let parts = plan(message)?;
-    let (messaging_type, tag) = match &message.tag {
-        Some(tag) => {
-            check_tag(tag)?;
-            ("MESSAGE_TAG", Some(tag.as_str()))
-        }
-        None if message.outside_window(WINDOW_MS, clock::now_ms()) => {
-            let hours = clock::now_ms().saturating_sub(message.last_user_message_ms.unwrap_or(0))
-                / 3_600_000;
-            return Err(Error::permanent(format!(
-                "outside the 24-hour window: the user last wrote {hours} hours ago, and only a \
-                 message with a tag (`HUMAN_AGENT`, `ACCOUNT_UPDATE`, ...) may go out now; nothing \
-                 was sent"
-            )));
-        }
-        None => ("RESPONSE", None),
-    };
-    let endpoint = endpoint()?;
+    let (messaging_type, tag) = messaging_type(message, clock::now_ms())?;
+    let endpoint = endpoint("me/messages")?;
     if !secrets::available(PAGE_TOKEN) {
         return Err(Error::misconfigured(format!(
             "the page access token `{PAGE_TOKEN}` is not configured"
@@ -84,20 +72,6 @@ pub fn send(message: &OutboundMessage, ctx: &Context) -> Result<Delivery, Error>
     }
     let progress = Progress::new(ctx, parts.len());
     let done = progress.done();
-    if let Some(ms) = message.typing_ms.filter(|&ms| ms > 0)
-        && done == 0
-    {
-        let typing = json!({"recipient": {"id": user}, "sender_action": "typing_on"});
-        match post(&endpoint, &typing) {
-            Ok(_) => {}
-            Err(err @ Error::Misconfigured(_)) => return Err(err),
-            Err(err) => warn!("the typing indicator was not shown: {err}"),
-        }
-        let pause = u64::from(ms)
-            .min(MAX_TYPING_PAUSE_MS)
-            .min(ctx.remaining_ms().saturating_sub(RESERVE_MS));
-        std::thread::sleep(std::time::Duration::from_millis(pause));
-    }
     let mut message_id = None;
     for (i, part) in parts.iter().enumerate().skip(done) {
         let mut body = json!({
@@ -105,8 +79,8 @@ pub fn send(message: &OutboundMessage, ctx: &Context) -> Result<Delivery, Error>
             "messaging_type": messaging_type,
             "message": part,
         });
-        if let Some(tag) = tag {
-            body["tag"] = tag.into();
+        if let Some(tag) = &tag {
+            body["tag"] = tag.as_str().into();
         }
         message_id = post(&endpoint, &body).map_err(|err| {
             if i > 0 {
@@ -120,8 +94,107 @@ pub fn send(message: &OutboundMessage, ctx: &Context) -> Result<Delivery, Error>
     Ok(Delivery { message_id })
 }
 
-/// The Send API's URL, from the settings.
-fn endpoint() -> Result<String, Error> {
+/// A sender action (`typing_on`, `typing_off`, `mark_seen`): one request, no waiting.
+pub fn act(user: &str, action: SenderAction) -> Result<(), Error> {
+    let user = recipient(user)?;
+    let action = match action {
+        SenderAction::TypingOn => "typing_on",
+        SenderAction::TypingOff => "typing_off",
+        SenderAction::MarkSeen => "mark_seen",
+    };
+    let endpoint = endpoint("me/messages")?;
+    post(
+        &endpoint,
+        &json!({"recipient": {"id": user}, "sender_action": action}),
+    )
+    .map(|_| ())
+}
+
+/// The fields of the User Profile API a bot may ask for.
+const PROFILE_FIELDS: [&str; 7] = [
+    "first_name",
+    "last_name",
+    "name",
+    "profile_pic",
+    "locale",
+    "timezone",
+    "gender",
+];
+
+/// The User Profile API: `GET {graph_base}/{api_version}/{psid}?fields=...`, only the fields
+/// asked for (and only those Meta documents); the answer keeps only them.
+pub fn profile(user: &str, fields: &[String]) -> Result<serde_json::Map<String, Value>, Error> {
+    let user = recipient(user)?;
+    if !user.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::invalid_input(
+            "a page-scoped user id is letters and digits",
+        ));
+    }
+    let wanted: Vec<&str> = fields
+        .iter()
+        .map(String::as_str)
+        .filter(|f| PROFILE_FIELDS.contains(f))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    let response = http::get(endpoint(user)?)
+        .query("fields", &wanted.join(","))
+        .secret(PAGE_TOKEN, Placement::Query("access_token".into()))
+        .send()?;
+    if !response.is_success() {
+        return Err(classify(&response).context("the User Profile API failed"));
+    }
+    let mut answer: serde_json::Map<String, Value> = response
+        .json()
+        .map_err(|err| err.context("the User Profile API's answer"))?;
+    answer.retain(|field, value| wanted.contains(&field.as_str()) && !value.is_null());
+    Ok(answer)
+}
+
+fn recipient(user: &str) -> Result<&str, Error> {
+    let user = user.trim();
+    if user.is_empty() {
+        return Err(Error::invalid_input("the message has no recipient"));
+    }
+    Ok(user)
+}
+
+/// `messaging_type` (and the tag) for `message` at `now`: by its origin, inside the windows
+/// Messenger allows; outside them a `permanent` error that says why.
+pub fn messaging_type(
+    message: &OutboundMessage,
+    now: u64,
+) -> Result<(&'static str, Option<String>), Error> {
+    let hours = || now.saturating_sub(message.last_user_message_ms.unwrap_or(0)) / 3_600_000;
+    if let Some(tag) = &message.tag {
+        check_tag(tag)?;
+        return Ok(("MESSAGE_TAG", Some(tag.clone())));
+    }
+    let inside = !message.outside_window(WINDOW_MS, now);
+    match message.origin {
+        Origin::Reply if inside => Ok(("RESPONSE", None)),
+        Origin::Proactive if inside => Ok(("UPDATE", None)),
+        Origin::Operator if inside => Ok(("RESPONSE", None)),
+        Origin::Operator if !message.outside_window(HUMAN_AGENT_WINDOW_MS, now) => {
+            Ok(("MESSAGE_TAG", Some("HUMAN_AGENT".to_string())))
+        }
+        Origin::Operator => Err(Error::permanent(format!(
+            "outside the 7-day window: the user last wrote {} days ago, and Messenger lets a \
+             person answer (tag `HUMAN_AGENT`) for 7 days only; nothing was sent",
+            hours() / 24
+        ))),
+        Origin::Reply | Origin::Proactive => Err(Error::permanent(format!(
+            "outside the 24-hour window: the user last wrote {} hours ago, and only a person may \
+             answer now (an operator's message goes out with `HUMAN_AGENT` for 7 days); nothing \
+             was sent",
+            hours()
+        ))),
+    }
+}
+
+/// The Graph API's URL of `path`, from the settings.
+fn endpoint(path: &str) -> Result<String, Error> {
     let base = config::get_or("graph_base", DEFAULT_GRAPH_BASE);
     let base = base.trim().trim_end_matches('/');
     if !base.starts_with("https://") && !base.starts_with("http://") {
@@ -144,14 +217,20 @@ fn endpoint() -> Result<String, Error> {
             "the setting `api_version` is not a Graph API version like `v25.0`: `{version}`"
         )));
     }
-    Ok(format!("{base}/{version}/me/messages"))
+    Ok(format!("{base}/{version}/{path}"))
 }
 
-/// A message tag: upper-case letters and underscores (`HUMAN_AGENT`).
+/// A message tag: upper-case letters and underscores (`HUMAN_AGENT`), and not retired.
 fn check_tag(tag: &str) -> Result<(), Error> {
     if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
         return Err(Error::invalid_input(format!(
-            "`{tag}` is not a Messenger message tag (`HUMAN_AGENT`, `ACCOUNT_UPDATE`, ...)"
+            "`{tag}` is not a Messenger message tag (`HUMAN_AGENT`)"
+        )));
+    }
+    if RETIRED_TAGS.contains(&tag) {
+        return Err(Error::permanent(format!(
+            "the message tag `{tag}` was retired by Meta on 2026-04-27 (Graph error 100); \
+             nothing was sent"
         )));
     }
     Ok(())
@@ -357,6 +436,13 @@ pub fn classify(response: &Response) -> Error {
         (_, Some(2018278)) => Error::permanent(format!(
             "outside the 24-hour window: only a message with a tag may go out now: {what}"
         )),
+        (Some(10), Some(1893063)) => Error::misconfigured(format!(
+            "the page is temporarily restricted from sending messages (check the page's \
+             quality in Meta Business Suite): {what}"
+        )),
+        (_, Some(2018065 | 2018108)) => Error::permanent(format!(
+            "the user cannot be messaged now (blocked the page, or no conversation yet): {what}"
+        )),
         (Some(10), _) => Error::permanent(format!("not allowed: {what}")),
         (Some(551), _) | (_, Some(1545041)) => {
             Error::permanent(format!("the person is not available: {what}"))
@@ -491,9 +577,44 @@ mod tests {
     }
 
     #[test]
-    fn tags_are_upper_case_words() {
+    fn tags_are_upper_case_words_and_not_retired() {
         assert!(check_tag("HUMAN_AGENT").is_ok());
         assert!(check_tag("human_agent").is_err());
         assert!(check_tag("").is_err());
+        for retired in RETIRED_TAGS {
+            assert!(
+                matches!(check_tag(retired), Err(Error::Permanent(m)) if m.contains("2026-04-27")),
+                "{retired}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_messaging_type_follows_the_origin_and_the_windows() {
+        const HOUR: u64 = 3_600_000;
+        let now = 1_000 * WINDOW_MS;
+        let message = |origin, hours_ago: u64| {
+            let mut message = OutboundMessage::text("1", "hi");
+            message.origin = origin;
+            message.last_user_message_ms = Some(now - hours_ago * HOUR);
+            message
+        };
+        let kind = |origin, hours| messaging_type(&message(origin, hours), now);
+        assert_eq!(kind(Origin::Reply, 1).unwrap(), ("RESPONSE", None));
+        assert_eq!(kind(Origin::Proactive, 23).unwrap(), ("UPDATE", None));
+        assert_eq!(kind(Origin::Operator, 2).unwrap(), ("RESPONSE", None));
+        assert_eq!(
+            kind(Origin::Operator, 6 * 24).unwrap(),
+            ("MESSAGE_TAG", Some("HUMAN_AGENT".to_string()))
+        );
+        assert!(
+            matches!(kind(Origin::Operator, 8 * 24), Err(Error::Permanent(m)) if m.contains("7-day"))
+        );
+        for origin in [Origin::Reply, Origin::Proactive] {
+            assert!(matches!(kind(origin, 25), Err(Error::Permanent(m)) if m.contains("24-hour")));
+        }
+        let mut unknown = OutboundMessage::text("1", "hi");
+        unknown.origin = Origin::Proactive;
+        assert_eq!(messaging_type(&unknown, now).unwrap(), ("UPDATE", None));
     }
 }

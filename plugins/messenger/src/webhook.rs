@@ -5,19 +5,25 @@
 //! | event | becomes |
 //! |---|---|
 //! | `message` with `quick_reply.payload` | `quick-reply((text, payload))` (the title is the text) |
-//! | `message` with `text` | `text(text)` (attachments beside a text, a shared link's preview, are left out) |
-//! | `message` with `attachments` only | `attachments([{kind: type, url: payload.url}])` (a location is a `geo:` URL) |
-//! | `postback` | `postback((title, payload))`, after a `referral(ref)` when it carries one (Get Started from an m.me link) |
-//! | `referral` | `referral(ref)` |
+//! | `message` with `attachments` | `attachments((text, [{kind, url, title, coordinates, sticker-id}]))`: an image with a `sticker_id` (a like is one) is a `sticker`, a location has its coordinates |
+//! | `message` with `text` only | `text(text)` |
+//! | `postback` | `postback({title, payload, referral})`: one event, the referral (Get Started from an m.me link) as context |
+//! | `referral` | `referral({ref, source, ad-id})` |
 //! | `message.is_echo`, `delivery`, `read`, anything else | acknowledged, not routed |
 //!
 //! Entries' `standby` (another app owns the thread) and `changes` (the dashboard's test
-//! button) are acknowledged and not routed. The dedup key is the message's `mid` (postbacks
+//! button) are acknowledged and not routed. An event that cannot be understood (no
+//! `sender.id`, a field of the wrong type) is logged and skipped: the others of the batch are
+//! still delivered, and the webhook is answered 200 (a refused batch would be redelivered with
+//! every good event in it, and never processed). The dedup key is the message's `mid` (postbacks
 //! have one since API v11); postbacks without one and referrals get a stable hash of the
 //! sender, the timestamp and the payload ([`stable_id`]). Unknown fields are ignored; a body
 //! that is not JSON, or not this envelope, is `invalid-input`.
 
-use influxify_plugin_sdk::channel::{Attachment, HttpRequest, InboundEvent, InboundKind};
+use influxify_plugin_sdk::channel::{
+    Attachment, HttpRequest, InboundEvent, InboundKind, Postback as PostbackOut,
+    Referral as ReferralOut,
+};
 use influxify_plugin_sdk::{Error, crypto, debug, warn};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -34,16 +40,17 @@ pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
 struct Webhook {
     #[serde(default)]
     object: Option<String>,
-    entry: Vec<Entry>,
+    entry: Vec<serde_json::Value>,
 }
 
-/// One entry: a page's events.
+/// One entry: a page's events, each decoded on its own so that one odd event does not lose
+/// the others.
 #[derive(Deserialize)]
 struct Entry {
     #[serde(default)]
     time: Option<u64>,
     #[serde(default)]
-    messaging: Option<Vec<Messaging>>,
+    messaging: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     standby: Option<Vec<IgnoredAny>>,
     #[serde(default)]
@@ -98,6 +105,8 @@ struct AttachmentIn {
     /// Shared links (`fallback`) have their URL here in older payloads.
     #[serde(default)]
     url: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +115,11 @@ struct AttachmentPayload {
     url: Option<String>,
     #[serde(default)]
     coordinates: Option<Coordinates>,
+    #[serde(default)]
+    title: Option<String>,
+    /// Set on stickers (and the like button), which arrive as `image`s.
+    #[serde(default)]
+    sticker_id: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +144,20 @@ struct Postback {
 struct Referral {
     #[serde(rename = "ref", default)]
     reference: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    ad_id: Option<String>,
+}
+
+impl From<Referral> for ReferralOut {
+    fn from(referral: Referral) -> Self {
+        ReferralOut {
+            reference: referral.reference,
+            source: referral.source,
+            ad_id: referral.ad_id,
+        }
+    }
 }
 
 /// Checks the signature, then turns the body into events.
@@ -146,11 +174,24 @@ pub fn parse(request: &HttpRequest) -> Result<Vec<InboundEvent>, Error> {
     let mut events = Vec::new();
     let mut ignored = 0usize;
     for entry in webhook.entry {
+        let entry: Entry = match serde_json::from_value(entry) {
+            Ok(entry) => entry,
+            Err(err) => {
+                warn!("a webhook entry that is not a Messenger entry was skipped: {err}");
+                ignored += 1;
+                continue;
+            }
+        };
         ignored += entry.standby.as_ref().map_or(0, Vec::len);
         ignored += entry.changes.as_ref().map_or(0, Vec::len);
         for event in entry.messaging.unwrap_or_default() {
             let before = events.len();
-            convert(event, entry.time, &mut events)?;
+            match serde_json::from_value::<Messaging>(event) {
+                Ok(event) => convert(event, entry.time, &mut events),
+                Err(err) => {
+                    warn!("a webhook event that is not a Messenger event was skipped: {err}")
+                }
+            }
             if events.len() == before {
                 ignored += 1;
             }
@@ -191,12 +232,8 @@ fn check_signature(request: &HttpRequest) -> Result<(), Error> {
     Ok(())
 }
 
-/// Adds the events `event` stands for (none for what is not user input).
-fn convert(
-    event: Messaging,
-    entry_time: Option<u64>,
-    out: &mut Vec<InboundEvent>,
-) -> Result<(), Error> {
+/// Adds the events `event` stands for (none for what is not user input, or cannot be routed).
+fn convert(event: Messaging, entry_time: Option<u64>, out: &mut Vec<InboundEvent>) {
     let provider_time = event.timestamp.or(entry_time);
     // No time from Meta: 0, and the host uses its own clock (never ours: the timestamp must be
     // the same on a redelivery).
@@ -208,10 +245,11 @@ fn convert(
         _ => false,
     };
     if !routed {
-        return Ok(());
+        return;
     }
-    let Some(sender) = event.sender else {
-        return Err(Error::invalid_input("an event has no `sender.id`"));
+    let Some(sender) = event.sender.filter(|s| !s.id.is_empty()) else {
+        warn!("a webhook event without `sender.id` was skipped");
+        return;
     };
     let user_id = sender.id;
     let mut push = |event_id: String, kind: InboundKind| {
@@ -231,29 +269,29 @@ fn convert(
                 )
             })
         };
+        let attachments: Vec<Attachment> = message
+            .attachments
+            .iter()
+            .flatten()
+            .map(attachment)
+            .collect();
         if let Some(tap) = &message.quick_reply {
             let title = message.text.clone().unwrap_or_else(|| tap.payload.clone());
             push(
                 id("quick-reply", &tap.payload),
                 InboundKind::QuickReply((title, tap.payload.clone())),
             );
-        } else if let Some(text) = &message.text {
-            push(id("message", text), InboundKind::Text(text.clone()));
-        } else {
-            let attachments: Vec<Attachment> = message
-                .attachments
-                .iter()
-                .flatten()
-                .map(attachment)
-                .collect();
+        } else if !attachments.is_empty() {
             let urls: Vec<&str> = attachments
                 .iter()
                 .map(|a| a.url.as_deref().unwrap_or(&a.kind))
                 .collect();
             push(
                 id("attachments", &urls.join("\n")),
-                InboundKind::Attachments(attachments),
+                InboundKind::Attachments((message.text.clone(), attachments)),
             );
+        } else if let Some(text) = &message.text {
+            push(id("message", text), InboundKind::Text(text.clone()));
         }
     } else if let Some(postback) = event.postback {
         let payload = postback.payload.unwrap_or_default();
@@ -263,17 +301,17 @@ fn convert(
                 &[user_id.as_bytes(), time_text.as_bytes(), payload.as_bytes()],
             )
         });
-        if let Some(referral) = postback.referral {
-            let reference = referral.reference.unwrap_or_default();
-            push(
-                format!("{event_id}:referral"),
-                InboundKind::Referral(reference),
-            );
-        }
         let title = postback.title.unwrap_or_else(|| payload.clone());
-        push(event_id, InboundKind::Postback((title, payload)));
+        push(
+            event_id,
+            InboundKind::Postback(PostbackOut {
+                title,
+                payload,
+                referral: postback.referral.map(ReferralOut::from),
+            }),
+        );
     } else if let Some(referral) = event.referral {
-        let reference = referral.reference.unwrap_or_default();
+        let reference = referral.reference.clone().unwrap_or_default();
         let event_id = stable_id(
             "referral",
             &[
@@ -282,9 +320,8 @@ fn convert(
                 reference.as_bytes(),
             ],
         );
-        push(event_id, InboundKind::Referral(reference));
+        push(event_id, InboundKind::Referral(referral.into()));
     }
-    Ok(())
 }
 
 /// Whether a (non-echo) message has something to route: a quick reply, text or attachments.
@@ -294,19 +331,40 @@ fn has_content(message: &Message) -> bool {
         || message.attachments.as_ref().is_some_and(|a| !a.is_empty())
 }
 
-/// An attachment: its type and URL (a location's coordinates as a `geo:` URL).
+/// An attachment: its type, URL, title, coordinates (a location) and sticker id (a sticker or
+/// a like, which Messenger sends as an `image`).
 fn attachment(attachment: &AttachmentIn) -> Attachment {
     let payload = attachment.payload.as_ref();
+    let geo = payload
+        .and_then(|p| p.coordinates.as_ref())
+        .map(|c| format!("geo:{},{}", c.lat, c.long));
     let url = payload
         .and_then(|p| p.url.clone())
         .or_else(|| attachment.url.clone())
-        .or_else(|| {
-            payload
-                .and_then(|p| p.coordinates.as_ref())
-                .map(|c| format!("geo:{},{}", c.lat, c.long))
+        .or(geo);
+    let sticker_id = payload
+        .and_then(|p| p.sticker_id.as_ref())
+        .and_then(|id| match id {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
         });
+    let coordinates = payload
+        .and_then(|p| p.coordinates.as_ref())
+        .map(|c| (c.lat, c.long));
+    let kind = match (&sticker_id, &coordinates) {
+        (Some(_), _) => "sticker".to_string(),
+        (None, Some(_)) => "location".to_string(),
+        _ => attachment.kind.clone(),
+    };
     Attachment {
-        kind: attachment.kind.clone(),
+        kind,
         url,
+        title: attachment
+            .title
+            .clone()
+            .or_else(|| payload.and_then(|p| p.title.clone())),
+        coordinates,
+        sticker_id,
     }
 }

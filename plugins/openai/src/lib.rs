@@ -3,11 +3,15 @@
 //! context the flow passes, and optionally a JSON Schema for structured output, parsed into
 //! `output.json` for the flow's variables.
 //!
+//! Every request says `store: false`: the provider keeps nothing beyond the interaction.
+//!
 //! Errors follow OpenAI's guidance: 429 `rate_limit_exceeded`, 408, 409 and 5xx are retryable
-//! (a short `Retry-After` / `retry-after-ms` is waited out here, within the call's deadline;
-//! otherwise the engine retries with the node's backoff); 429 `insufficient_quota` and 401 are
-//! not (the latter is a misconfiguration); `x-should-retry` overrides. Error bodies of
-//! compatible servers are read leniently.
+//! (with the server's `Retry-After` / `retry-after-ms` as `retry-after`, which the engine waits
+//! out on its own timers: the plugin never sleeps; otherwise with the node's backoff); 429
+//! `insufficient_quota` and 401 are not (the latter is a misconfiguration); `x-should-retry`
+//! overrides. Error bodies of compatible servers are read leniently. A 200 whose body is not a
+//! completion is not retried (the request was billed). A completion without content (the
+//! model's `refusal`, a `content_filter` stop) is the outcome `refused`, never an empty answer.
 
 use influxify_plugin_sdk::prelude::*;
 use schemars::JsonSchema;
@@ -15,8 +19,6 @@ use serde::{Deserialize, Serialize};
 
 /// The secret holding the API key.
 const API_KEY: &str = "openai_api_key";
-/// The longest wait for a `Retry-After` inside one call, in ms.
-const MAX_RETRY_WAIT_MS: u64 = 10_000;
 
 /// One message of the conversation.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -76,6 +78,9 @@ struct Output {
     /// The answer parsed as JSON, when a `json_schema` was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     json: Option<serde_json::Value>,
+    /// Why the model declined, when it says (outcome `refused`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<String>,
     /// `stop`, `length`, `content_filter` ...
     finish_reason: String,
     /// The model that answered.
@@ -91,9 +96,10 @@ struct Chat;
 impl Action for Chat {
     const NAME: &'static str = "chat";
     const DESCRIPTION: &'static str = "Chat Completions with an OpenAI-compatible server";
-    /// Never produced by the plugin itself: the engine answers `denied` when the user has not
-    /// consented to AI processing (the call does not run).
-    const OUTCOMES: &'static [&'static str] = &["denied"];
+    /// `denied` is never produced by the plugin itself: the engine answers it when the user
+    /// has not consented to AI processing (the call does not run). `refused`: the model gave
+    /// no answer (its refusal, or a content filter), with `refusal` and `finish_reason`.
+    const OUTCOMES: &'static [&'static str] = &["denied", "refused"];
     type Input = Input;
     type Output = Output;
 
@@ -101,33 +107,23 @@ impl Action for Chat {
         let body = request_body(&input)?;
         let base = config::get_or("base_url", "https://api.openai.com");
         let url = format!("{}/v1/chat/completions", base.trim_end_matches('/'));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = http::post(&url).json(&body);
-            if secrets::available(API_KEY) {
-                request = request.secret(API_KEY, http::Placement::Bearer);
-            }
-            let response = request.send()?;
-            if response.is_success() {
-                return answer(&response, input.json_schema.is_some());
-            }
-            let failure = classify(&response);
-            match failure {
-                Failure::Retry {
-                    wait_ms: Some(wait),
-                } if attempt < 3
-                    && wait <= MAX_RETRY_WAIT_MS
-                    && wait + 2_000 < ctx.remaining_ms() =>
-                {
-                    warn!("rate limited; retrying in {wait} ms");
-                    std::thread::sleep(std::time::Duration::from_millis(wait));
-                }
-                Failure::Retry { .. } => return Err(Error::retryable(describe(&response))),
-                Failure::Permanent => return Err(Error::permanent(describe(&response))),
-                Failure::Misconfigured => return Err(Error::misconfigured(describe(&response))),
-            }
+        let _ = ctx;
+        let mut request = http::post(&url).json(&body);
+        if secrets::available(API_KEY) {
+            request = request.secret(API_KEY, http::Placement::Bearer);
         }
+        let response = request.send()?;
+        if response.is_success() {
+            return answer(&response, input.json_schema.is_some());
+        }
+        Err(match classify(&response) {
+            Failure::Retry {
+                wait_ms: Some(wait),
+            } => Error::retry_after(describe(&response), wait),
+            Failure::Retry { wait_ms: None } => Error::retryable(describe(&response)),
+            Failure::Permanent => Error::permanent(describe(&response)),
+            Failure::Misconfigured => Error::misconfigured(describe(&response)),
+        })
     }
 }
 
@@ -158,7 +154,9 @@ fn request_body(input: &Input) -> Result<serde_json::Value, Error> {
         Some(model) => model.clone(),
         None => config::require("model")?,
     };
-    let mut body = serde_json::json!({"model": model, "messages": messages});
+    // `store: false`: the provider keeps neither the request nor the answer (the privacy
+    // policy's promise); servers that do not know the field ignore it.
+    let mut body = serde_json::json!({"model": model, "messages": messages, "store": false});
     if let Some(temperature) = input.temperature {
         if !(0.0..=2.0).contains(&temperature) {
             return Err(Error::invalid_input("temperature must be between 0 and 2"));
@@ -210,16 +208,39 @@ struct Choice {
 struct ChoiceMessage {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
 }
 
 fn answer(response: &http::Response, structured: bool) -> Result<Outcome<Output>, Error> {
+    // The request was billed: a body that is not a completion is not asked for again.
     let completion: Completion = response
         .json()
-        .map_err(|e| Error::retryable(format!("the server's answer is not a completion: {e}")))?;
+        .map_err(|e| Error::permanent(format!("the server's answer is not a completion: {e}")))?;
     let Some(choice) = completion.choices.into_iter().next() else {
-        return Err(Error::retryable("the server answered with no choices"));
+        return Err(Error::permanent("the server answered with no choices"));
     };
-    let text = choice.message.and_then(|m| m.content).unwrap_or_default();
+    let finish_reason = choice.finish_reason.unwrap_or_else(|| "stop".to_string());
+    let (content, refusal) = choice
+        .message
+        .map(|m| (m.content, m.refusal))
+        .unwrap_or_default();
+    let text = match content.filter(|c| !c.trim().is_empty()) {
+        Some(text) if finish_reason != "content_filter" => text,
+        _ => {
+            return Ok(Outcome::named(
+                "refused",
+                Output {
+                    text: String::new(),
+                    json: None,
+                    refusal,
+                    finish_reason,
+                    model: completion.model,
+                    usage: completion.usage,
+                },
+            ));
+        }
+    };
     let json = if structured {
         Some(serde_json::from_str(&text).map_err(|e| {
             Error::retryable(format!("the answer does not follow the JSON schema: {e}"))
@@ -230,7 +251,8 @@ fn answer(response: &http::Response, structured: bool) -> Result<Outcome<Output>
     Ok(Outcome::ok(Output {
         text,
         json,
-        finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".to_string()),
+        refusal: None,
+        finish_reason,
         model: completion.model,
         usage: completion.usage,
     }))

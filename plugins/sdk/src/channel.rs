@@ -54,8 +54,8 @@ use crate::bindings::influxify::plugin::types::{CallContext, Error as WitError};
 use crate::channel_bindings::exports::influxify::plugin::channel::Guest;
 
 pub use crate::channel_bindings::exports::influxify::plugin::channel::{
-    Attachment, Button, Delivery, HttpReply, HttpRequest, InboundEvent, InboundKind,
-    OutboundMessage, QuickReply,
+    Attachment, Button, Delivery, HttpReply, HttpRequest, InboundEvent, InboundKind, Origin,
+    OutboundMessage, Postback, QuickReply, Referral, SenderAction,
 };
 
 /// A channel: what a channel plugin implements. Export it with
@@ -73,8 +73,27 @@ pub trait Channel {
     /// is processed.
     fn parse(request: HttpRequest) -> Result<Vec<InboundEvent>, Error>;
 
-    /// Delivers one message.
+    /// Delivers one message. Never sleeps: a typing pause is the engine's (see
+    /// [`Channel::act`]).
     fn send(message: OutboundMessage, ctx: &Context) -> Result<Delivery, Error>;
+
+    /// Shows a typing indicator or a seen mark: one request, no waiting. The default shows
+    /// nothing (a channel without them).
+    fn act(user_id: String, action: SenderAction, ctx: &Context) -> Result<(), Error> {
+        let _ = (user_id, action, ctx);
+        Ok(())
+    }
+
+    /// The fields of the user's profile named in `fields` that the provider has, as a JSON
+    /// object. The default: a channel without profiles (`{}`).
+    fn profile(
+        user_id: String,
+        fields: Vec<String>,
+        ctx: &Context,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        let _ = (user_id, fields, ctx);
+        Ok(serde_json::Map::new())
+    }
 }
 
 impl<T: Channel> Guest for T {
@@ -88,6 +107,20 @@ impl<T: Channel> Guest for T {
 
     fn send(message: OutboundMessage, context: CallContext) -> Result<Delivery, WitError> {
         <T as Channel>::send(message, &Context::from(context)).map_err(WitError::from)
+    }
+
+    fn act(user_id: String, action: SenderAction, context: CallContext) -> Result<(), WitError> {
+        <T as Channel>::act(user_id, action, &Context::from(context)).map_err(WitError::from)
+    }
+
+    fn profile(
+        user_id: String,
+        fields: Vec<String>,
+        context: CallContext,
+    ) -> Result<String, WitError> {
+        <T as Channel>::profile(user_id, fields, &Context::from(context))
+            .map(|profile| serde_json::Value::Object(profile).to_string())
+            .map_err(WitError::from)
     }
 }
 
@@ -136,7 +169,8 @@ impl HttpReply {
 }
 
 impl OutboundMessage {
-    /// A plain text message to `user_id`, without quick replies, buttons, typing or tag, and
+    /// A plain text message to `user_id` answering the user, without quick replies, buttons or
+    /// tag, and
     /// with the user's last message unknown (treated as inside any reply window).
     pub fn text(user_id: impl Into<String>, text: impl Into<String>) -> Self {
         OutboundMessage {
@@ -144,8 +178,8 @@ impl OutboundMessage {
             text: text.into(),
             quick_replies: Vec::new(),
             buttons: Vec::new(),
-            typing_ms: None,
             tag: None,
+            origin: Origin::Reply,
             last_user_message_ms: None,
         }
     }

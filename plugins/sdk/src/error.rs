@@ -22,6 +22,9 @@ pub enum Error {
     InvalidInput(String),
     /// Trying again later may succeed: a timeout, a rate limit, a server error.
     Retryable(String),
+    /// Trying again may succeed, but not before this many milliseconds (a provider's
+    /// `Retry-After`). The engine waits on its own timers: a plugin never sleeps.
+    RetryAfter(String, u64),
     /// It will not succeed without a change: bad data, a refused request.
     Permanent(String),
     /// The plugin is set up wrong (an invalid token, a missing grant or setting): reported
@@ -40,6 +43,11 @@ impl Error {
         Error::Retryable(message.into())
     }
 
+    /// An [`Error::RetryAfter`]: retry, but not before `after_ms` milliseconds.
+    pub fn retry_after(message: impl Into<String>, after_ms: u64) -> Self {
+        Error::RetryAfter(message.into(), after_ms)
+    }
+
     /// An [`Error::Permanent`].
     pub fn permanent(message: impl Into<String>) -> Self {
         Error::Permanent(message.into())
@@ -55,6 +63,7 @@ impl Error {
         match self {
             Error::InvalidInput(m)
             | Error::Retryable(m)
+            | Error::RetryAfter(m, _)
             | Error::Permanent(m)
             | Error::Misconfigured(m) => m,
         }
@@ -62,7 +71,7 @@ impl Error {
 
     /// Whether the engine may retry the call.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Retryable(_))
+        matches!(self, Error::Retryable(_) | Error::RetryAfter(..))
     }
 
     /// The same kind of error, its message prefixed with `context` (`"fetching rates: timeout"`).
@@ -71,6 +80,7 @@ impl Error {
         match self {
             Error::InvalidInput(m) => Error::InvalidInput(prefix(m)),
             Error::Retryable(m) => Error::Retryable(prefix(m)),
+            Error::RetryAfter(m, ms) => Error::RetryAfter(prefix(m), ms),
             Error::Permanent(m) => Error::Permanent(prefix(m)),
             Error::Misconfigured(m) => Error::Misconfigured(prefix(m)),
         }
@@ -82,6 +92,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidInput(m) => write!(f, "invalid input: {m}"),
             Error::Retryable(m) => write!(f, "retryable: {m}"),
+            Error::RetryAfter(m, ms) => write!(f, "retryable after {ms} ms: {m}"),
             Error::Permanent(m) => write!(f, "permanent: {m}"),
             Error::Misconfigured(m) => write!(f, "misconfigured: {m}"),
         }
@@ -95,6 +106,7 @@ impl From<Error> for WitError {
         match error {
             Error::InvalidInput(m) => WitError::InvalidInput(m),
             Error::Retryable(m) => WitError::Retryable(m),
+            Error::RetryAfter(m, ms) => WitError::RetryAfter((m, ms)),
             Error::Permanent(m) => WitError::Permanent(m),
             Error::Misconfigured(m) => WitError::Misconfigured(m),
         }
@@ -106,6 +118,7 @@ impl From<WitError> for Error {
         match error {
             WitError::InvalidInput(m) => Error::InvalidInput(m),
             WitError::Retryable(m) => Error::Retryable(m),
+            WitError::RetryAfter((m, ms)) => Error::RetryAfter(m, ms),
             WitError::Permanent(m) => Error::Permanent(m),
             WitError::Misconfigured(m) => Error::Misconfigured(m),
         }

@@ -1,6 +1,8 @@
 //! The pure step function, driven event by event.
 
-use influxify_core::conversation::{Effect, Event, OperatorAction, Status, UserMessage, Waiting};
+use influxify_core::conversation::{
+    Attachment, Effect, Event, OperatorAction, Origin, Referral, Status, UserMessage, Waiting,
+};
 use influxify_core::{ConversationState, FlowSet, Turn, step};
 
 use crate::flows;
@@ -643,4 +645,189 @@ fn regression_a_subflow_default_applies_when_the_caller_declared_it_without_one(
     let flows = flows(&[main, sub]);
     let (_, turns) = run(&flows, "main", &[user("hi")]);
     assert_eq!(texts(&turns[0]), ["level 3"]);
+}
+
+const CHANNEL: &str = "
+id: channel
+variables:
+  topic: { type: string }
+  photo: { type: object }
+start: ask_topic
+intents:
+  menu: { keywords: [menu, main menu], goto: ask_topic }
+nodes:
+  ask_topic:
+    kind: ask
+    prompt: What about?
+    quick_replies: [{ title: Shipping, payload: TOPIC_SHIPPING }, { title: Main menu, payload: MAIN }]
+    store: topic
+    next: ask_photo
+  ask_photo:
+    kind: ask
+    prompt: 'A photo, please. From {{ referral.ref }}'
+    validate: { type: image }
+    reprompt: That is not a photo.
+    store: photo
+    next: route
+  route:
+    kind: condition
+    if: \"referral.ref == 'AD'\"
+    then: ad
+    else: done
+  ad: { kind: message, text: Welcome from the ad, next: done }
+  done: { kind: end }
+";
+
+fn tap(title: &str, payload: &str) -> Event {
+    Event::User(UserMessage::tap(title, payload))
+}
+
+fn attachment(kind: &str, sticker: Option<&str>) -> Event {
+    Event::User(UserMessage {
+        attachments: vec![Attachment {
+            kind: kind.into(),
+            url: Some(format!("https://cdn.example/{kind}.jpg")),
+            sticker_id: sticker.map(str::to_string),
+            ..Attachment::default()
+        }],
+        ..UserMessage::default()
+    })
+}
+
+#[test]
+fn a_tap_is_its_payload_not_its_title() {
+    let flows = flows(&[CHANNEL]);
+    // "Main menu" is the menu intent's keyword, but a tap's title is not what the user typed.
+    let (state, _) = run(&flows, "channel", &[user("hi"), tap("Main menu", "MAIN")]);
+    assert_eq!(state.vars["topic"], "MAIN");
+    let (state, _) = run(
+        &flows,
+        "channel",
+        &[user("hi"), tap("Shipping", "TOPIC_SHIPPING")],
+    );
+    assert_eq!(state.vars["topic"], "TOPIC_SHIPPING");
+    assert_eq!(state.node.as_deref(), Some("ask_photo"));
+    // Typed, the keyword still works.
+    let (state, _) = run(
+        &flows,
+        "channel",
+        &[user("hi"), user("x"), user("main menu")],
+    );
+    assert_eq!(state.node.as_deref(), Some("ask_topic"));
+}
+
+#[test]
+fn a_sticker_or_a_like_is_never_an_answer_and_a_photo_is() {
+    let flows = flows(&[CHANNEL]);
+    // A like answers no text question.
+    let (state, _) = run(
+        &flows,
+        "channel",
+        &[user("hi"), attachment("image", Some("369239263222822"))],
+    );
+    assert_eq!(state.node.as_deref(), Some("ask_topic"));
+    assert_eq!(state.vars["topic"], "", "no answer stored");
+    let (state, turns) = run(
+        &flows,
+        "channel",
+        &[
+            user("hi"),
+            user("shipping"),
+            attachment("image", Some("369239263222822")),
+            user("here it is"),
+            attachment("image", None),
+        ],
+    );
+    assert_eq!(texts(&turns[2]), ["That is not a photo."]);
+    assert_eq!(texts(&turns[3])[0], "That is not a photo.");
+    assert_eq!(
+        state.vars["photo"],
+        serde_json::json!({"kind": "image", "url": "https://cdn.example/image.jpg"})
+    );
+    assert_eq!(state.status, Status::Ended);
+}
+
+#[test]
+fn a_referral_is_context_never_an_answer() {
+    let flows = flows(&[CHANNEL]);
+    let referral = |reference: &str| {
+        Event::User(UserMessage {
+            referral: Some(Referral {
+                reference: Some(reference.into()),
+                source: Some("SHORTLINK".into()),
+                ad_id: None,
+            }),
+            ..UserMessage::default()
+        })
+    };
+    // A referral alone starts a new conversation, and answers nothing.
+    let (state, turns) = run(&flows, "channel", &[referral("AD")]);
+    assert_eq!(texts(&turns[0]), ["What about?"]);
+    assert_eq!(state.node.as_deref(), Some("ask_topic"));
+    assert_eq!(state.vars["topic"], "", "no answer stored");
+    assert_eq!(state.vars["referral"]["ref"], "AD");
+    // Mid-conversation it is kept as context; the question stays open, unanswered.
+    let (state, turns) = run(
+        &flows,
+        "channel",
+        &[user("hi"), referral("AD"), user("shipping")],
+    );
+    assert!(turns[1].effects.is_empty());
+    assert!(turns[1].ignored.is_some());
+    assert_eq!(state.vars["topic"], "shipping");
+    assert_eq!(texts(&turns[2]), ["A photo, please. From AD"]);
+    // A Get Started tap carrying a referral is one turn: the tap, with the referral beside it.
+    let get_started = Event::User(UserMessage {
+        referral: Some(Referral {
+            reference: Some("AD".into()),
+            ..Referral::default()
+        }),
+        ..UserMessage::tap("Get Started", "GET_STARTED")
+    });
+    let (state, turns) = run(&flows, "channel", &[get_started]);
+    assert_eq!(texts(&turns[0]), ["What about?"]);
+    assert_eq!(state.vars["referral"]["ref"], "AD");
+    // The flow routes on it explicitly.
+    let (state, turns) = run(
+        &flows,
+        "channel",
+        &[referral("AD"), user("x"), attachment("image", None)],
+    );
+    assert_eq!(texts(&turns[2]), ["Welcome from the ad"]);
+    assert_eq!(state.status, Status::Ended);
+}
+
+#[test]
+fn messages_say_what_made_the_bot_send_them() {
+    let flows = flows(&["
+id: nudge
+start: ask
+nodes:
+  ask: { kind: ask, prompt: Your e-mail?, store: email, timeout: { after: 10m, next: nudge }, next: done }
+  nudge: { kind: message, text: Still there?, next: done }
+  done: { kind: end, text: Bye }
+"]);
+    let (_, turns) = run(
+        &flows,
+        "nudge",
+        &[
+            user("hi"),
+            Event::Timer { timer: 1 },
+            Event::Operator(OperatorAction::Say {
+                text: "A person here".into(),
+            }),
+        ],
+    );
+    let origins = |turn: &Turn| -> Vec<Origin> {
+        turn.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(m) => Some(m.origin),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(origins(&turns[0]), [Origin::Reply]);
+    assert_eq!(origins(&turns[1]), [Origin::Proactive, Origin::Proactive]);
+    assert_eq!(origins(&turns[2]), [Origin::Operator]);
 }

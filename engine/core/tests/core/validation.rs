@@ -313,3 +313,65 @@ fn regression_titles_count_what_a_reader_sees() {
         ["F0017"]
     );
 }
+
+#[test]
+fn retired_message_tags_are_refused_and_say_since_when() {
+    for tag in [
+        "CONFIRMED_EVENT_UPDATE",
+        "POST_PURCHASE_UPDATE",
+        "ACCOUNT_UPDATE",
+        "HUMAN_AGENT",
+    ] {
+        let flow = format!(
+            "
+id: tagged
+start: later
+nodes:
+  later: {{ kind: message, text: Your parcel, tag: {tag}, next: done }}
+  done: {{ kind: end }}
+"
+        );
+        let compilation = compile_one(&flow);
+        let found: Vec<_> = compilation
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::RetiredTag)
+            .collect();
+        assert_eq!(found.len(), 1, "{tag}: {:#?}", compilation.diagnostics);
+        assert_eq!(found[0].code.as_str(), "F0024");
+        assert_eq!(found[0].node.as_deref(), Some("later"));
+        if tag == "HUMAN_AGENT" {
+            assert!(
+                found[0].message.contains("a person's reply"),
+                "{}",
+                found[0].message
+            );
+        } else {
+            assert!(
+                found[0].message.contains("2026-04-27"),
+                "{}",
+                found[0].message
+            );
+        }
+        assert!(compilation.flows.is_none());
+    }
+}
+
+#[test]
+fn the_profile_fields_flows_read_are_known() {
+    let compilation = compile_one(
+        "
+id: greet
+start: hello
+nodes:
+  hello: { kind: message, text: 'Hi {{ user.first_name }}!', next: check }
+  check: { kind: condition, if: \"user.locale == 'fr'\", then: done, else: done }
+  done: { kind: end }
+",
+    );
+    let flows = compilation.flows.unwrap();
+    assert_eq!(flows.profile_fields(), ["first_name", "locale"]);
+    assert!(flows.reads_profile());
+    let none = compile_one(GOOD).flows.unwrap();
+    assert!(!none.reads_profile());
+}

@@ -8,6 +8,7 @@
 //! - A body without `recipient.id` gets a code-100 error; a `sender_action` gets
 //!   `{"recipient_id"}`; a message gets the documented success
 //!   (`fixtures/messenger/send-success-response.json`).
+//! - `GET /v25.0/{psid}?fields=...` is the User Profile API: the fields asked of [`PROFILE`].
 //! - Any other path is Graph's unknown-path error.
 //!
 //! It records every request, with when it came.
@@ -96,6 +97,12 @@ impl Graph {
     }
 
     fn answer(&self, request: &Request) -> Answer {
+        if request.method == "GET"
+            && let Some(psid) = request.path.strip_prefix("/v25.0/")
+            && !psid.contains('/')
+        {
+            return self.profile(request, psid);
+        }
         if request.method != "POST" || request.path != "/v25.0/me/messages" {
             return (
                 400,
@@ -123,4 +130,26 @@ impl Graph {
         }
         (200, SEND_SUCCESS.trim_end().to_string())
     }
+
+    /// The User Profile API: `GET /v25.0/{psid}?fields=...` answers the fields asked of
+    /// [`PROFILE`] (Meta answers only those, with the `id`).
+    fn profile(&self, request: &Request, psid: &str) -> Answer {
+        if request.query("access_token") != Some(self.token.as_str()) {
+            return (400, SEND_INVALID_TOKEN.trim_end().to_string());
+        }
+        let mut answer = serde_json::json!({ "id": psid });
+        for field in request.query("fields").unwrap_or_default().split(',') {
+            if let Some(value) = PROFILE.iter().find(|(name, _)| *name == field) {
+                answer[field] = value.1.into();
+            }
+        }
+        (200, answer.to_string())
+    }
 }
+
+/// The profile every user of the fake Graph has.
+pub const PROFILE: [(&str, &str); 3] = [
+    ("first_name", "Ada"),
+    ("last_name", "Lovelace"),
+    ("locale", "en_GB"),
+];

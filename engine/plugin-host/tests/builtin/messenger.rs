@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use influxify_plugin_host::channel_types::{
-    Button, HttpRequest, InboundEvent, InboundKind, OutboundMessage, QuickReply,
+    Button, HttpRequest, InboundEvent, InboundKind, Origin, OutboundMessage, QuickReply,
+    SenderAction,
 };
 use influxify_plugin_host::harness::signature;
 use influxify_plugin_host::{Call, HostConfig, Kind, MemorySecrets, PluginError, PluginHost};
@@ -364,8 +365,9 @@ fn quick_replies_and_legacy_postbacks_parse_from_the_recordings() {
         events[0]
     );
     assert!(
-        matches!(&events[0].kind, InboundKind::Postback((title, payload))
-            if title == "DEVELOPED_DEFINED_PAYLOAD" && payload == "DEVELOPED_DEFINED_PAYLOAD"),
+        matches!(&events[0].kind, InboundKind::Postback(p)
+            if p.title == "DEVELOPED_DEFINED_PAYLOAD" && p.payload == "DEVELOPED_DEFINED_PAYLOAD"
+                && p.referral.is_none()),
         "{events:?}"
     );
 }
@@ -415,10 +417,11 @@ fn postbacks_with_mid_attachments_and_referrals_parse() {
         ),
         event(
             2,
-            json!({"message": {"mid": "m_att-1", "attachments": [
+            json!({"message": {"mid": "m_att-1", "text": "look", "attachments": [
                 {"type": "image", "payload": {"url": "https://scontent.xx.fbcdn.net/v/photo.jpg"}},
-                {"type": "location", "payload": {"coordinates": {"lat": 48.8584, "long": 2.2945}}},
+                {"type": "location", "payload": {"coordinates": {"lat": 48.8584, "long": 2.2945}}, "title": "Eiffel Tower"},
                 {"type": "fallback", "payload": null, "title": "A page", "url": "https://example.com/page"},
+                {"type": "image", "payload": {"url": "https://scontent.xx.fbcdn.net/v/like.png", "sticker_id": 369239263222822_u64}},
             ]}})
         ),
         event(
@@ -435,36 +438,82 @@ fn postbacks_with_mid_attachments_and_referrals_parse() {
         .iter()
         .map(|e| (e.event_id.as_str(), e.timestamp_ms))
         .collect();
-    assert_eq!(events.len(), 5, "{summary:?}");
+    assert_eq!(events.len(), 4, "{summary:?}");
     assert!(events.iter().all(|e| e.user_id == PSID));
-    // Get Started from an m.me link: the referral, then the tap.
-    assert_eq!(events[0].event_id, "m_postback-1:referral");
-    assert!(matches!(&events[0].kind, InboundKind::Referral(r) if r == "spring-promo"));
-    assert_eq!(events[1].event_id, "m_postback-1");
-    assert!(
-        matches!(&events[1].kind, InboundKind::Postback((t, p)) if t == "Get Started" && p == "GET_STARTED")
-    );
-    assert_eq!(events[2].event_id, "m_att-1");
-    let InboundKind::Attachments(attachments) = &events[2].kind else {
-        panic!("{:?}", events[2]);
+    // Get Started from an m.me link: one event, the tap, with the referral as its context.
+    assert_eq!(events[0].event_id, "m_postback-1");
+    let InboundKind::Postback(postback) = &events[0].kind else {
+        panic!("{:?}", events[0]);
     };
-    let attachments: Vec<(&str, Option<&str>)> = attachments
+    assert_eq!(
+        (postback.title.as_str(), postback.payload.as_str()),
+        ("Get Started", "GET_STARTED")
+    );
+    let referral = postback.referral.as_ref().unwrap();
+    assert_eq!(referral.reference.as_deref(), Some("spring-promo"));
+    assert_eq!(referral.source.as_deref(), Some("SHORTLINK"));
+    assert_eq!(events[1].event_id, "m_att-1");
+    let InboundKind::Attachments((text, attachments)) = &events[1].kind else {
+        panic!("{:?}", events[1]);
+    };
+    assert_eq!(text.as_deref(), Some("look"));
+    let attachments: Vec<(&str, Option<&str>, Option<&str>)> = attachments
         .iter()
-        .map(|a| (a.kind.as_str(), a.url.as_deref()))
+        .map(|a| (a.kind.as_str(), a.url.as_deref(), a.title.as_deref()))
         .collect();
     assert_eq!(
         attachments,
         [
-            ("image", Some("https://scontent.xx.fbcdn.net/v/photo.jpg")),
-            ("location", Some("geo:48.8584,2.2945")),
-            ("fallback", Some("https://example.com/page")),
+            (
+                "image",
+                Some("https://scontent.xx.fbcdn.net/v/photo.jpg"),
+                None
+            ),
+            ("location", Some("geo:48.8584,2.2945"), Some("Eiffel Tower")),
+            ("fallback", Some("https://example.com/page"), Some("A page")),
+            // A like is a sticker, never a photo.
+            (
+                "sticker",
+                Some("https://scontent.xx.fbcdn.net/v/like.png"),
+                None
+            ),
         ]
     );
-    assert!(events[3].event_id.starts_with("referral-"));
-    assert_eq!(events[3].timestamp_ms, 3);
-    assert!(matches!(&events[3].kind, InboundKind::Referral(r) if r == "ad-42"));
-    assert_eq!(events[4].event_id, "m_postback-2");
-    assert!(matches!(&events[4].kind, InboundKind::Postback((t, p)) if t == "Help" && p == "HELP"));
+    let InboundKind::Attachments((_, raw)) = &events[1].kind else {
+        unreachable!()
+    };
+    assert_eq!(raw[1].coordinates, Some((48.8584, 2.2945)));
+    assert_eq!(raw[3].sticker_id.as_deref(), Some("369239263222822"));
+    assert!(events[2].event_id.starts_with("referral-"));
+    assert_eq!(events[2].timestamp_ms, 3);
+    assert!(
+        matches!(&events[2].kind, InboundKind::Referral(r) if r.reference.as_deref() == Some("ad-42") && r.ad_id.as_deref() == Some("6045") && r.source.as_deref() == Some("ADS"))
+    );
+    assert_eq!(events[3].event_id, "m_postback-2");
+    assert!(
+        matches!(&events[3].kind, InboundKind::Postback(p) if p.title == "Help" && p.payload == "HELP")
+    );
+}
+
+#[test]
+fn one_odd_event_is_skipped_and_the_rest_of_the_batch_is_delivered() {
+    let (host, _, _dir) = messenger_at(None, secrets());
+    let body = json!({"object": "page", "entry": [
+        {"id": "1691462197845448", "time": 10, "messaging": [
+            event(5, json!({"message": {"mid": "m_1", "text": "one"}})),
+            // No sender id: cannot be routed to anyone.
+            {"sender": {}, "recipient": {"id": "1691462197845448"}, "timestamp": 6,
+             "message": {"mid": "m_2", "text": "lost"}},
+            // A field of the wrong type.
+            {"sender": {"id": PSID}, "timestamp": "seven", "message": {"mid": "m_3", "text": "odd"}},
+            event(8, json!({"message": {"mid": "m_4", "text": "four"}})),
+        ]},
+        {"id": 17, "time": "not a time"},
+    ]})
+    .to_string();
+    let events = parse(&host, body.as_bytes()).unwrap();
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["m_1", "m_4"]);
 }
 
 #[test]
@@ -544,13 +593,13 @@ fn echoes_receipts_standby_and_changes_are_acknowledged_not_routed() {
 #[test]
 fn malformed_webhooks_are_invalid_input() {
     let (host, _, _dir) = messenger_at(None, secrets());
-    let bodies: [&[u8]; 6] = [
+    // Bodies that are not a webhook at all. (An odd event inside a webhook is skipped:
+    // `one_odd_event_is_skipped_and_the_rest_of_the_batch_is_delivered`.)
+    let bodies: [&[u8]; 4] = [
         b"not json",
         b"",
         br#"{"object":"page"}"#,
         br#"{"object":"page","entry":"nope"}"#,
-        br#"{"object":"page","entry":[{"messaging":[{"sender":{"id":"1"},"message":{"mid":"m","text":5}}]}]}"#,
-        br#"{"object":"page","entry":[{"messaging":[{"timestamp":1,"message":{"mid":"m","text":"who?"}}]}]}"#,
     ];
     for body in bodies {
         let result = parse(&host, body);
@@ -577,7 +626,7 @@ fn text(text: &str) -> OutboundMessage {
         text: text.into(),
         quick_replies: Vec::new(),
         buttons: Vec::new(),
-        typing_ms: None,
+        origin: Origin::Reply,
         tag: None,
         last_user_message_ms: Some(now_ms() - HOUR_MS),
     }
@@ -684,26 +733,26 @@ fn buttons_are_sent_as_a_button_template() {
 }
 
 #[test]
-fn typing_on_goes_first_and_the_message_after_the_pause() {
+fn a_sender_action_is_one_request_without_waiting() {
     let (graph, host, _, _dir) = ready();
-    let mut message = text("Let me check…");
-    message.typing_ms = Some(300);
-    let started = Instant::now();
-    send(&host, &message).unwrap();
-    let seen = graph.requests();
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    assert_eq!(
-        seen[0].json(),
-        json!({"recipient": {"id": PSID}, "sender_action": "typing_on"})
-    );
-    assert_eq!(seen[1].json()["message"], json!({"text": "Let me check…"}));
-    assert!(
-        seen[1].at.duration_since(seen[0].at) >= Duration::from_millis(250),
-        "{:?}",
-        seen[1].at.duration_since(seen[0].at)
-    );
-    assert!(started.elapsed() >= Duration::from_millis(300));
-    assert!(seen[0].query("access_token") == Some(PAGE_TOKEN));
+    for (action, name) in [
+        (SenderAction::TypingOn, "typing_on"),
+        (SenderAction::TypingOff, "typing_off"),
+        (SenderAction::MarkSeen, "mark_seen"),
+    ] {
+        let started = Instant::now();
+        host.channel_act("messenger", PSID, action, &send_call(1))
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_millis(500));
+        let seen = graph.requests();
+        let last = seen.last().unwrap();
+        assert_eq!(
+            last.json(),
+            json!({"recipient": {"id": PSID}, "sender_action": name})
+        );
+        assert!(last.query("access_token") == Some(PAGE_TOKEN));
+    }
+    assert_eq!(graph.requests().len(), 3);
 }
 
 /// `n` numbered sentences of about 100 characters.
@@ -814,24 +863,32 @@ fn outside_the_window_nothing_is_sent_without_a_tag() {
     let (graph, host, _, _dir) = ready();
     let mut late = text("Your parcel arrived.");
     late.last_user_message_ms = Some(now_ms() - 25 * HOUR_MS);
-    late.typing_ms = Some(500);
     let err = send(&host, &late).unwrap_err();
     assert!(
-        matches!(&err, PluginError::Permanent(m) if m.contains("24-hour window") && m.contains("tag")),
+        matches!(&err, PluginError::Permanent(m) if m.contains("24-hour window")),
+        "{err:?}"
+    );
+    late.origin = Origin::Proactive;
+    assert!(matches!(send(&host, &late), Err(PluginError::Permanent(_))));
+    // A retired tag is refused, and says since when.
+    late.tag = Some("ACCOUNT_UPDATE".into());
+    let err = send(&host, &late).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Permanent(m) if m.contains("retired") && m.contains("2026-04-27")),
         "{err:?}"
     );
     assert!(graph.requests().is_empty(), "{:?}", graph.requests());
 
-    // With a tag it goes out as a tagged message.
-    late.typing_ms = None;
-    late.tag = Some("ACCOUNT_UPDATE".into());
+    // A person's reply goes out with `HUMAN_AGENT` for 7 days.
+    late.tag = None;
+    late.origin = Origin::Operator;
     send(&host, &late).unwrap();
     assert_eq!(
         graph.bodies(),
         [json!({
             "recipient": {"id": PSID},
             "messaging_type": "MESSAGE_TAG",
-            "tag": "ACCOUNT_UPDATE",
+            "tag": "HUMAN_AGENT",
             "message": {"text": "Your parcel arrived."},
         })]
     );
@@ -840,6 +897,44 @@ fn outside_the_window_nothing_is_sent_without_a_tag() {
     recent.last_user_message_ms = Some(now_ms() - 23 * HOUR_MS);
     send(&host, &recent).unwrap();
     assert_eq!(graph.bodies()[1]["messaging_type"], "RESPONSE");
+}
+
+#[test]
+fn a_proactive_message_inside_the_window_goes_out_as_an_update() {
+    let (graph, host, _, _dir) = ready();
+    let mut reminder = text("Your appointment is tomorrow.");
+    reminder.origin = Origin::Proactive;
+    send(&host, &reminder).unwrap();
+    assert_eq!(graph.bodies()[0]["messaging_type"], "UPDATE");
+    assert!(graph.bodies()[0].get("tag").is_none());
+}
+
+#[test]
+fn the_profile_asks_only_for_the_fields_wanted() {
+    let (graph, host, _, _dir) = ready();
+    let fields = vec!["first_name".to_string(), "secret_field".to_string()];
+    let profile = host
+        .channel_profile("messenger", PSID, &fields, &send_call(1))
+        .unwrap();
+    let seen = graph.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "GET");
+    assert!(
+        seen[0].path.ends_with(&format!("/{PSID}")),
+        "{}",
+        seen[0].path
+    );
+    // Only fields the User Profile API documents are asked for.
+    assert_eq!(seen[0].query("fields"), Some("first_name"));
+    assert!(seen[0].query("access_token") == Some(PAGE_TOKEN));
+    assert_eq!(profile.get("first_name"), Some(&json!("Ada")));
+    assert_eq!(profile.len(), 1, "{profile:?}");
+    // Nothing wanted that Meta has: nothing asked.
+    let none = host
+        .channel_profile("messenger", PSID, &["x".to_string()], &send_call(2))
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(graph.requests().len(), 1);
 }
 
 #[test]

@@ -156,23 +156,26 @@ fn structured_output_is_asked_for_and_parsed() {
 }
 
 #[test]
-fn a_short_retry_after_is_waited_out_and_quota_and_keys_are_not_retried() {
-    // Rate limited with `retry-after-ms`: waited out inside the call, then answered.
-    let fake = Fake::start(vec![
-        (
-            429,
-            vec![("retry-after-ms", "200".into())],
-            RATE_LIMITED.to_string(),
-        ),
-        (200, vec![], COMPLETION.to_string()),
-    ]);
+fn a_retry_after_is_left_to_the_engine_and_quota_and_keys_are_not_retried() {
+    // Rate limited with `retry-after-ms`: the plugin never sleeps; the engine waits that long.
+    let fake = Fake::start(vec![(
+        429,
+        vec![("retry-after-ms", "200".into())],
+        RATE_LIMITED.to_string(),
+    )]);
     let (host, _dir) = openai(&fake, Some("sk-test"));
     let started = std::time::Instant::now();
-    assert!(call(&host, "openai.chat", &ask()).is_ok());
-    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
-    assert_eq!(fake.requests().len(), 2);
+    let err = call(&host, "openai.chat", &ask()).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_millis(200));
+    assert!(
+        matches!(&err, PluginError::RetryAfter(m, 200) if m.contains("rate_limit_exceeded")),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.requests()[0].1["store"], json!(false));
 
-    // A long Retry-After: left to the engine's backoff, as a retryable error.
+    // `Retry-After` in seconds.
     let fake = Fake::start(vec![(
         429,
         vec![("retry-after", "120".into())],
@@ -180,11 +183,28 @@ fn a_short_retry_after_is_waited_out_and_quota_and_keys_are_not_retried() {
     )]);
     let (host, _dir) = openai(&fake, Some("sk-test"));
     let err = call(&host, "openai.chat", &ask()).unwrap_err();
-    assert!(
-        matches!(&err, PluginError::Retryable(m) if m.contains("rate_limit_exceeded")),
-        "{err:?}"
-    );
+    assert_eq!(err.retry_after_ms(), Some(120_000), "{err:?}");
     assert_eq!(fake.requests().len(), 1);
+
+    // Without one: retryable, with the node's backoff.
+    let fake = Fake::start(vec![(429, vec![], RATE_LIMITED.to_string())]);
+    let (host, _dir) = openai(&fake, Some("sk-test"));
+    let err = call(&host, "openai.chat", &ask()).unwrap_err();
+    assert!(matches!(&err, PluginError::Retryable(_)), "{err:?}");
+
+    // A refusal (no content) is the outcome `refused`, never an empty answer.
+    let refusal = json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}, "finish_reason": "stop"}]});
+    let fake = Fake::start(vec![(200, vec![], refusal.to_string())]);
+    let (host, _dir) = openai(&fake, Some("sk-test"));
+    let answer = call(&host, "openai.chat", &ask()).unwrap();
+    assert_eq!(answer.outcome, "refused");
+    assert_eq!(output(&answer)["refusal"], "I can't help with that.");
+
+    // A 200 that is not a completion was billed: not retried.
+    let fake = Fake::start(vec![(200, vec![], "<html>oops</html>".to_string())]);
+    let (host, _dir) = openai(&fake, Some("sk-test"));
+    let err = call(&host, "openai.chat", &ask()).unwrap_err();
+    assert!(matches!(&err, PluginError::Permanent(_)), "{err:?}");
 
     // No quota left: never retried.
     let fake = Fake::start(vec![(429, vec![], NO_QUOTA.to_string())]);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use influxify_plugin_host::channel_types::{
-    Button, HttpRequest, InboundKind, OutboundMessage, QuickReply,
+    Button, HttpRequest, InboundKind, Origin, OutboundMessage, QuickReply,
 };
 use influxify_plugin_host::harness::signature;
 use influxify_plugin_host::{Call, HostConfig, MemorySecrets, PluginError, PluginHost};
@@ -353,7 +353,7 @@ fn message() -> OutboundMessage {
             },
         ],
         buttons: vec![Button::Postback(("Help".into(), "HELP".into()))],
-        typing_ms: None,
+        origin: Origin::Reply,
         tag: None,
         last_user_message_ms: None,
     }

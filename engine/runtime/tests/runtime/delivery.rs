@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use influxify_core::Status;
-use influxify_core::conversation::{Effect, Outbound};
+use influxify_core::conversation::{Effect, Origin, Outbound};
 use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
 use influxify_store::{ConversationKey, Inbound, Ingested, MemoryStore, Store};
 
@@ -522,7 +522,7 @@ start: ask
 nodes:
   ask: { kind: ask, prompt: Order number?, store: order, next: wait }
   wait: { kind: wait, for: 200ms, next: later }
-  later: { kind: message, text: 'Still there about {{ order }}?', tag: POST_PURCHASE_UPDATE, next: done }
+  later: { kind: message, text: 'Still there about {{ order }}?', next: done }
   done: { kind: end }
 ";
     let recorder = Arc::new(Recorder::default());
@@ -553,6 +553,11 @@ nodes:
     assert_eq!(
         *recorder.last_user.lock().unwrap(),
         [Some(1_000), Some(2_000)]
+    );
+    // A reply goes out as one, the timer's message as proactive (Messenger's `UPDATE`).
+    assert_eq!(
+        *recorder.origins.lock().unwrap(),
+        [Origin::Reply, Origin::Proactive]
     );
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the durable runtime through its API, on the real sled store and the in-memory one.
 
 mod delivery;
+mod engine_waits;
 mod migration;
 mod privacy;
 mod recovery;
@@ -9,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use influxify_core::Event;
-use influxify_core::conversation::{Effect, Outbound, UserMessage};
+use influxify_core::conversation::{Effect, Origin, Outbound, UserMessage};
 use influxify_runtime::{BoxFuture, Config, EffectError, EffectHandler, Runtime};
 use influxify_store::{ConversationKey, Inbound, MemoryStore, Store};
 
@@ -28,6 +29,16 @@ pub struct Recorder {
     pub answers: Mutex<VecDeque<Result<(String, serde_json::Value), EffectError>>>,
     /// Failures for the next sends.
     pub send_failures: Mutex<VecDeque<EffectError>>,
+    /// What made the bot send each delivered message.
+    pub origins: Mutex<Vec<Origin>>,
+    /// Typing indicators shown: (user, ms, when).
+    pub typing: Mutex<Vec<(String, u64, std::time::Instant)>>,
+    /// When each message was delivered.
+    pub sent_at: Mutex<Vec<std::time::Instant>>,
+    /// Profile requests: (user, fields).
+    pub profiles: Mutex<Vec<(String, Vec<String>)>>,
+    /// The profile the channel answers (none: a channel without profiles).
+    pub profile: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Recorder {
@@ -60,7 +71,43 @@ impl EffectHandler for Recorder {
                 key.to_string(),
             ));
             self.last_user.lock().unwrap().push(last_user_at);
+            self.origins.lock().unwrap().push(message.origin);
+            self.sent_at.lock().unwrap().push(std::time::Instant::now());
             Ok(())
+        })
+    }
+
+    fn typing<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        ms: u64,
+        _key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EffectError>> {
+        Box::pin(async move {
+            self.typing.lock().unwrap().push((
+                conversation.user.clone(),
+                ms,
+                std::time::Instant::now(),
+            ));
+            Ok(())
+        })
+    }
+
+    fn profile<'a>(
+        &'a self,
+        conversation: &'a ConversationKey,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, EffectError>> {
+        Box::pin(async move {
+            self.profiles
+                .lock()
+                .unwrap()
+                .push((conversation.user.clone(), fields.to_vec()));
+            let profile = self.profile.lock().unwrap().clone();
+            Ok(profile
+                .into_iter()
+                .filter(|(field, _)| fields.contains(field))
+                .collect())
         })
     }
 
