@@ -14,6 +14,9 @@
 //! per test file (its flow directory is the bot, the flow it tests the entry); each case has a
 //! fresh user. Cases without `advance` run concurrently; the others one at a time, since the
 //! clock is the server's.
+//!
+//! `CHANNELS_ONLY=feedback` runs only the test files whose path contains it; `CHANNELS_LOG=info`
+//! sets the servers' log level (`error` by default).
 
 use std::collections::HashMap;
 use std::ffi::OsString;

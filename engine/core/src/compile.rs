@@ -743,15 +743,40 @@ impl<'a> FlowCompiler<'a> {
                     .iter()
                     .map(|t| {
                         self.check_text_len("text", t, limit, "the text");
-                        self.text("text", t)
+                        let before = self.diagnostics.len();
+                        let text = self.text("text", t);
+                        // Only about texts that are otherwise sound.
+                        if self.diagnostics.len() == before
+                            && m.fallback.is_none()
+                            && template::may_render_empty(t)
+                        {
+                            let d = Diagnostic::warning(
+                                Code::MayRenderEmpty,
+                                format!(
+                                    "`{}` renders empty when its variables are, and an empty \
+                                     message is left out",
+                                    t.trim()
+                                ),
+                            )
+                            .at_node(self.node.clone())
+                            .at(self.field_pos("text"))
+                            .help("add `fallback:` with what to say then");
+                            self.diagnostics.push(d);
+                        }
+                        text
                     })
                     .collect();
+                let fallback = m.fallback.as_ref().map(|f| {
+                    self.check_text_len("fallback", f, limit, "the fallback");
+                    self.text("fallback", f)
+                });
                 Op::Message {
                     texts,
                     quick_replies: self.quick_replies(&m.quick_replies, &[]),
                     buttons: self.buttons(&m.buttons),
                     typing_ms: m.typing.map(|d| d.as_millis()),
                     tag: m.tag.and_then(|tag| self.message_tag(tag)),
+                    fallback,
                     next: self.required("next", kind, m.next.as_ref()),
                 }
             }

@@ -236,6 +236,8 @@ pub enum Op {
         typing_ms: Option<u64>,
         /// The message tag for sends after the window for replies closed.
         tag: Option<crate::model::MessageTag>,
+        /// Said instead of a text that renders empty.
+        fallback: Option<Text>,
         /// The next node.
         next: NodeIx,
     },

@@ -56,6 +56,8 @@ pub enum Code {
     BadInput,
     /// F0024: a message tag that Messenger no longer accepts, or one a bot may not use.
     RetiredTag,
+    /// F0025: a text that renders empty when its variables are empty, without a `fallback`.
+    MayRenderEmpty,
 }
 
 impl Code {
@@ -86,6 +88,7 @@ impl Code {
             Code::BadDefault => "F0022",
             Code::BadInput => "F0023",
             Code::RetiredTag => "F0024",
+            Code::MayRenderEmpty => "F0025",
         }
     }
 
@@ -116,6 +119,7 @@ impl Code {
             Code::BadDefault => "bad-default",
             Code::BadInput => "bad-input",
             Code::RetiredTag => "retired-tag",
+            Code::MayRenderEmpty => "may-render-empty",
         }
     }
 }

@@ -240,6 +240,11 @@ pub struct MessageNode {
     /// hours since the user's last message); without one such a send fails instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<MessageTag>,
+    /// Said instead of a text that renders empty (a template whose variables are empty): an
+    /// empty message never goes out (Messenger refuses it). A template. Without it an empty
+    /// text is left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     /// The node to continue at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,

@@ -698,6 +698,7 @@ impl<'a> Machine<'a> {
                 buttons,
                 typing_ms,
                 tag,
+                fallback,
                 next,
             } => {
                 for (i, text) in texts.iter().enumerate() {
@@ -708,6 +709,16 @@ impl<'a> Machine<'a> {
                         (&[][..], &[][..])
                     };
                     let mut message = self.outbound(flow, text, q, b, *typing_ms)?;
+                    if message.text.trim().is_empty()
+                        && let Some(fallback) = fallback
+                    {
+                        message.text = self.render(flow, fallback)?;
+                    }
+                    if message.text.trim().is_empty() {
+                        // An empty message never goes out (Messenger refuses it, and the user
+                        // would hear nothing while the conversation paused).
+                        continue;
+                    }
                     message.tag = tag.map(|t| t.as_str().to_string());
                     self.effects.push(Effect::Send(message));
                 }

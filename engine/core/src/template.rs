@@ -289,6 +289,30 @@ impl Default for Templates {
     }
 }
 
+/// Whether a text could render as nothing but whitespace: all it writes outside `{{ }}` and
+/// `{% %}` blocks is whitespace (`{{ answer }}`).
+pub fn may_render_empty(source: &str) -> bool {
+    if !has_template_syntax(source) {
+        return source.trim().is_empty();
+    }
+    let mut rest = source;
+    let mut literal = String::new();
+    while let Some(start) = rest.find("{{").into_iter().chain(rest.find("{%")).min() {
+        literal.push_str(&rest[..start]);
+        let close = if rest[start..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        match rest[start..].find(close) {
+            Some(end) => rest = &rest[start + end + 2..],
+            None => return false,
+        }
+    }
+    literal.push_str(rest);
+    literal.trim().is_empty()
+}
+
 /// Whether `source` uses template syntax at all.
 pub fn has_template_syntax(source: &str) -> bool {
     source.contains("{{") || source.contains("{%") || source.contains("{#")

@@ -21,6 +21,10 @@ const RECENT_EVENTS: usize = 8;
 pub(crate) const MAX_TYPING_MS: u64 = 10_000;
 /// The longest wait a provider's `Retry-After` may impose on one retry.
 const MAX_RETRY_AFTER_MS: u64 = 300_000;
+/// How much of a failure's reason a conversation's recent events keep.
+const MAX_REASON_CHARS: usize = 300;
+/// How long a plugin call runs before the user is shown a typing indicator.
+const TYPING_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often a user's profile is asked of their channel at most.
 const PROFILE_REFRESH_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -111,7 +115,12 @@ fn summary(event: &Event, timestamp: u64) -> String {
         Event::User(message) if message.payload.is_some() => "user tapped a payload".to_string(),
         Event::User(_) => "user message".to_string(),
         Event::PluginResult { call, outcome, .. } => format!("plugin result {call} ({outcome})"),
-        Event::PluginFailed { call, .. } => format!("plugin call {call} failed"),
+        // The reason is the plugin's or the provider's (a status, a code), never the user's
+        // words: plugins' errors describe the failure, not the input.
+        Event::PluginFailed { call, error } => {
+            let reason: String = error.chars().take(MAX_REASON_CHARS).collect();
+            format!("plugin call {call} failed: {reason}")
+        }
         Event::Timer { timer } => format!("timer {timer}"),
         Event::Operator(action) => format!(
             "operator {}",
@@ -525,7 +534,10 @@ impl Runtime {
                 };
                 match result {
                     Ok(()) => {
+                        // Removed at once (the writer may read its outbox again), durable with
+                        // the next group flush: a crash repeats only a send that just went out.
                         store.remove_outbox(&item)?;
+                        self.inner.commit.flush_soon();
                         self.inner.stats.effects.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
@@ -589,14 +601,26 @@ impl Runtime {
         };
         let key = item.idempotency_key();
         let mut attempt = 0;
+        let mut typing_shown = false;
         let event = loop {
             attempt += 1;
-            match self
-                .inner
-                .effects
-                .call(&item.conversation, action, input, &key)
-                .await
-            {
+            let handler = &self.inner.effects;
+            let running = handler.call(&item.conversation, action, input, &key);
+            tokio::pin!(running);
+            // A slow call (a model thinking) shows the user a typing indicator meanwhile.
+            let result = match tokio::time::timeout(TYPING_AFTER, &mut running).await {
+                Ok(result) => result,
+                Err(_) => {
+                    if !typing_shown {
+                        typing_shown = true;
+                        if let Err(err) = handler.typing(&item.conversation, 0, &key).await {
+                            tracing::debug!(conversation = %item.conversation, error = %err, "typing indicator not shown");
+                        }
+                    }
+                    running.await
+                }
+            };
+            match result {
                 Ok((outcome, output)) => {
                     break Event::PluginResult {
                         call: *call,
@@ -618,6 +642,15 @@ impl Runtime {
                     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                 }
                 Err(err) => {
+                    // Once per call that failed for good, with what an operator needs.
+                    tracing::error!(
+                        conversation = %item.conversation,
+                        action,
+                        attempts = attempt,
+                        retryable = err.retryable,
+                        error = %err,
+                        "plugin call failed for good"
+                    );
                     break Event::PluginFailed {
                         call: *call,
                         error: err.message,

@@ -3,7 +3,7 @@
 //! answers everyone. Idle, a request is applied and flushed at once (no added latency); busy,
 //! one transaction and one fsync serve a whole batch.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use influxify_store::{Applied, Store, StoreError, Write};
@@ -28,6 +28,8 @@ pub struct GroupCommit {
     broken: Arc<Mutex<Option<String>>>,
     flushes: Arc<AtomicU64>,
     flush_micros: Arc<AtomicU64>,
+    /// Set while a flush asked for by [`GroupCommit::flush_soon`] has not begun.
+    flush_requested: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Request {
@@ -46,6 +48,8 @@ impl GroupCommit {
         let (count, busy) = (flushes.clone(), flush_micros.clone());
         let shared_broken = Arc::new(Mutex::new(None));
         let broken_slot = shared_broken.clone();
+        let flush_requested = Arc::new(AtomicBool::new(false));
+        let requested = flush_requested.clone();
         tokio::spawn(async move {
             // Set when a flush failed: from then on every request fails.
             let mut broken: Option<String> = None;
@@ -56,6 +60,8 @@ impl GroupCommit {
                         batch.push(more);
                     }
                 }
+                // This group's flush covers every change made before it begins.
+                requested.store(false, Ordering::Release);
                 let sizes: Vec<usize> = batch.iter().map(|r| r.writes.len()).collect();
                 let writes: Vec<Write> = batch
                     .iter_mut()
@@ -127,6 +133,22 @@ impl GroupCommit {
             broken: shared_broken,
             flushes,
             flush_micros,
+            flush_requested,
+        }
+    }
+
+    /// Makes every change made before the call durable with the next group's flush, without
+    /// waiting for it: idle, a flush runs at once; busy, the group in progress or the next one
+    /// covers it, and many calls meanwhile ask for one flush. A completed send's removal from
+    /// the outbox is made durable this way, so that a crash repeats only the sends of the last
+    /// few milliseconds, not every send since an unrelated flush.
+    pub fn flush_soon(&self) {
+        if !self.flush_requested.swap(true, Ordering::AcqRel) {
+            let (reply, _) = oneshot::channel();
+            let _ = self.requests.send(Request {
+                writes: Vec::new(),
+                reply,
+            });
         }
     }
 

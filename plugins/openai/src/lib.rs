@@ -108,7 +108,15 @@ impl Action for Chat {
         let base = config::get_or("base_url", "https://api.openai.com");
         let url = format!("{}/v1/chat/completions", base.trim_end_matches('/'));
         let _ = ctx;
-        let mut request = http::post(&url).json(&body);
+        // The model's own request timeout (`request_timeout_ms`, default 30 s), within the
+        // call's budget: a slow model is cut short and retried, not waited on for a minute.
+        let timeout = config::get_or("request_timeout_ms", "30000")
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| {
+                Error::misconfigured("the setting `request_timeout_ms` is not a number of milliseconds")
+            })?;
+        let mut request = http::post(&url).json(&body).timeout_ms(timeout);
         if secrets::available(API_KEY) {
             request = request.secret(API_KEY, http::Placement::Bearer);
         }

@@ -831,3 +831,26 @@ nodes:
     assert_eq!(origins(&turns[1]), [Origin::Proactive, Origin::Proactive]);
     assert_eq!(origins(&turns[2]), [Origin::Operator]);
 }
+
+#[test]
+fn an_empty_message_never_goes_out() {
+    let flows = flows(&["
+id: empty
+variables:
+  answer: { type: string }
+  other: { type: string }
+start: a
+nodes:
+  a: { kind: message, text: '{{ answer }}', fallback: 'No answer, {{ other }}.', next: b }
+  b: { kind: message, text: ['{{ other }}', 'Bye'], next: done }
+  done: { kind: end }
+"]);
+    let (_, turns) = run(&flows, "empty", &[user("hi")]);
+    assert_eq!(texts(&turns[0]), ["No answer, .", "Bye"]);
+    let got: Vec<_> = turns[0]
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Send(_)))
+        .collect();
+    assert_eq!(got.len(), 2, "the empty text of `b` is left out: {got:?}");
+}

@@ -112,7 +112,7 @@ fn undeclared_variables() {
     );
     has(&found, Code::UndefinedVariable, Some("a"), Some(6));
     // Built-ins and loop variables are fine.
-    let ok = "id: f\nstart: a\nnodes:\n  a:\n    kind: message\n    text: '{{ user.first_name }} {{ message.text }} {% for i in range(3) %}{{ i }}{% endfor %}'\n    next: b\n  b: { kind: end }\n";
+    let ok = "id: f\nstart: a\nnodes:\n  a:\n    kind: message\n    text: 'Hi {{ user.first_name }} {{ message.text }} {% for i in range(3) %}{{ i }}{% endfor %}'\n    next: b\n  b: { kind: end }\n";
     assert!(check(ok).is_empty(), "{:#?}", check(ok));
 }
 
@@ -374,4 +374,29 @@ nodes:
     assert!(flows.reads_profile());
     let none = compile_one(GOOD).flows.unwrap();
     assert!(!none.reads_profile());
+}
+
+#[test]
+fn a_text_that_can_render_empty_is_a_warning_unless_it_has_a_fallback() {
+    let flow = |extra: &str| {
+        format!(
+            "
+id: answer
+variables:
+  answer: {{ type: string }}
+start: say
+nodes:
+  say: {{ kind: message, text: '  {{{{ answer | trim }}}} ', {extra} next: done }}
+  done: {{ kind: end, text: 'Bye {{{{ answer }}}}' }}
+"
+        )
+    };
+    let found = check(&flow(""));
+    has(&found, Code::MayRenderEmpty, Some("say"), Some(7));
+    assert_eq!(
+        found.iter().filter(|d| d.0 == "F0025").count(),
+        1,
+        "{found:#?}"
+    );
+    assert!(check(&flow("fallback: 'No answer',")).is_empty());
 }

@@ -732,3 +732,47 @@ async fn a_notification_behind_a_send_that_failed_for_good_waits_with_it() {
     assert_eq!(notes_of(&notices), ["handoff"]);
     assert!(store.outbox(&key("bo")).unwrap().is_empty());
 }
+
+/// Messenger's Send API has no idempotency key: a send whose removal from the outbox was not on
+/// disk at a crash goes out again. On an idle server no other write would flush it for minutes,
+/// so the removal asks for a flush of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_send_is_flushed_at_once_on_an_idle_server() {
+    let (runtime, recorder) = echo_runtime().await;
+    runtime
+        .ingest(vec![message("ada", "m1", 1, "hi")])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while recorder.texts("ada").is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    runtime.quiesce().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let before = runtime.flushes();
+    runtime
+        .ingest(vec![message("ada", "m2", 2, "again")])
+        .await
+        .unwrap();
+    // The turn's own flush is done when ingest returns; the send's removal gets the next.
+    let acknowledged = runtime.flushes();
+    assert_eq!(acknowledged, before + 1);
+    while recorder.texts("ada").len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let sent = std::time::Instant::now();
+    while runtime.flushes() == acknowledged && sent.elapsed() < std::time::Duration::from_secs(1) {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        runtime.flushes(),
+        acknowledged + 1,
+        "one flush for the send"
+    );
+    assert!(
+        sent.elapsed() < std::time::Duration::from_millis(100),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(runtime.store().outbox(&key("ada")).unwrap().is_empty());
+}
