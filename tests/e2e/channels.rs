@@ -670,6 +670,13 @@ fn play(bot: &Bot, spec: &TestFile, case: &Case, user: &mut dyn EndUser) -> Resu
                         notes.push(format!("a pending effect failed: {error}"));
                     }
                 }
+                notes.push(format!(
+                    "the server says: node {}, waiting {}, recent events {}, {} pending effect(s)",
+                    detail["record"]["state"]["node"],
+                    detail["record"]["state"]["waiting"],
+                    detail["record"]["recent"],
+                    detail["outbox"].as_array().map_or(0, Vec::len)
+                ));
                 serde_json::from_value(detail["record"]["state"].clone())
                     .map_err(|e| format!("the conversation's state does not read: {e}"))?
             }

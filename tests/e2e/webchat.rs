@@ -54,7 +54,8 @@ fn a_page_chats_with_the_bot_over_the_web_chat_channel() {
     assert_eq!((status, &first["duplicate"]), (202, &false.into()));
     let (status, again) = ada.post(tap);
     assert_eq!((status, &again["duplicate"]), (202, &true.into()));
-    assert_eq!(ada.replies(2, WAIT), ["You said Yes.", "Say something."]);
+    // The tap's payload is the answer, not its title.
+    assert_eq!(ada.replies(2, WAIT), ["You said YES.", "Say something."]);
     assert!(
         ada.next_event(Duration::from_millis(800)).is_none(),
         "the retried post was processed once"
@@ -72,7 +73,8 @@ fn a_page_chats_with_the_bot_over_the_web_chat_channel() {
     let first = ada.next_event(WAIT).unwrap();
     assert_eq!(first.id, format!("{boot}-4"));
     assert_eq!(first.data["text"], "Say something.");
-    assert_eq!(ada.replies(2, WAIT), ["You said Yes.", "Say something."]);
+    // The tap's payload is the answer, not its title.
+    assert_eq!(ada.replies(2, WAIT), ["You said YES.", "Say something."]);
 
     // Bad requests: refused with a clear error, and nothing is processed.
     let token = ("authorization", format!("Bearer {}", ada.token));

@@ -102,7 +102,7 @@ impl EffectHandler for Printer {
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
-        _last_user_at: Option<u64>,
+        _reach: influxify_runtime::Reach<'a>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
             self.print(serde_json::json!({"send": {"user": conversation.user, "message": message, "key": key}}));

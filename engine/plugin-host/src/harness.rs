@@ -331,6 +331,9 @@ pub struct SendCall {
     /// What made the bot send it: `reply` (the default), `proactive` or `operator`.
     #[serde(default)]
     pub origin: Option<String>,
+    /// The account (a Messenger page) to send from.
+    #[serde(default)]
+    pub account: Option<String>,
     /// A message tag.
     #[serde(default)]
     pub tag: Option<String>,
@@ -966,6 +969,9 @@ fn event_json(event: &InboundEvent) -> serde_json::Value {
         "event_id": event.event_id,
         "timestamp_ms": event.timestamp_ms,
     });
+    if let Some(account) = &event.account {
+        json["account"] = account.as_str().into();
+    }
     let fields = match &event.kind {
         InboundKind::Text(text) => serde_json::json!({"kind": "text", "text": text}),
         InboundKind::QuickReply((title, payload)) => {
@@ -1039,6 +1045,7 @@ fn send_case(
             Some("operator") => Origin::Operator,
             _ => Origin::Reply,
         },
+        account: send.account.clone(),
         last_user_message_ms: send.last_user_message_ms,
     };
     let delivery = host.channel_send(channel, &message, call)?;

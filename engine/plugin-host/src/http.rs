@@ -140,6 +140,19 @@ pub trait Responder: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Response, String>;
 }
 
+impl PluginHttp {
+    /// Where secret `name` may go, if it is granted: by its own name, or by a grant of a name
+    /// prefix (`messenger_page_token_*`: one token per page).
+    fn secret_origins_of(&self, name: &str) -> Option<&Vec<Origin>> {
+        self.secret_origins.get(name).or_else(|| {
+            self.secret_origins.iter().find_map(|(granted, origins)| {
+                let prefix = granted.strip_suffix('*')?;
+                (name.len() > prefix.len() && name.starts_with(prefix)).then_some(origins)
+            })
+        })
+    }
+}
+
 /// Runs requests for every plugin.
 #[derive(Debug)]
 pub struct Outbound {
@@ -220,7 +233,7 @@ impl Outbound {
 
     /// Whether `plugin` may use secret `name` at all.
     pub fn granted(http: &PluginHttp, name: &str) -> bool {
-        http.secret_origins.contains_key(name)
+        http.secret_origins_of(name).is_some()
     }
 
     /// Sends `request` for a plugin, answering by `deadline` at the latest.
@@ -241,7 +254,7 @@ impl Outbound {
         let url = http.grants.check(&request.url).map_err(HttpError::Denied)?;
         check_headers(&request)?;
         if let Some((name, _)) = &request.secret {
-            let Some(origins) = http.secret_origins.get(name) else {
+            let Some(origins) = http.secret_origins_of(name) else {
                 return Err(HttpError::Denied(format!(
                     "secret `{name}` is not granted to this plugin"
                 )));
@@ -269,7 +282,7 @@ impl Outbound {
             secret_origins: request
                 .secret
                 .as_ref()
-                .and_then(|(name, _)| http.secret_origins.get(name).cloned())
+                .and_then(|(name, _)| http.secret_origins_of(name).cloned())
                 .unwrap_or_default(),
             response_bytes: http.response_bytes,
             request,

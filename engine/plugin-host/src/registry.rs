@@ -819,13 +819,14 @@ impl PluginHost {
         &self,
         channel: &str,
         user: &str,
+        account: Option<&str>,
         action: wit_channel::SenderAction,
         call: &Call,
     ) -> Result<(), PluginError> {
         self.with_channel(channel, call, |bindings, store, context| {
             bindings
                 .influxify_plugin_channel()
-                .call_act(store, user, action, context)
+                .call_act(store, user, account, action, context)
         })?
         .map_err(guest_error)
     }
@@ -835,6 +836,7 @@ impl PluginHost {
         &self,
         channel: &str,
         user: &str,
+        account: Option<&str>,
         fields: &[String],
         call: &Call,
     ) -> Result<serde_json::Map<String, serde_json::Value>, PluginError> {
@@ -842,7 +844,7 @@ impl PluginHost {
             .with_channel(channel, call, |bindings, store, context| {
                 bindings
                     .influxify_plugin_channel()
-                    .call_profile(store, user, fields, context)
+                    .call_profile(store, user, account, fields, context)
             })?
             .map_err(guest_error)?;
         if answer.len() > MAX_OUTPUT_BYTES {

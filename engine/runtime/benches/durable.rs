@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use influxify_core::conversation::{Effect, Outbound, UserMessage};
 use influxify_core::{ConversationState, Event};
-use influxify_runtime::{BoxFuture, Config, EffectError, EffectHandler, Runtime};
+use influxify_runtime::{BoxFuture, Config, EffectError, EffectHandler, Reach, Runtime};
 use influxify_store::{
     ConversationKey, DEFAULT_CACHE_BYTES, Inbound, SledStore, Store, StoredConversation, TurnCommit,
 };
@@ -57,7 +57,7 @@ impl EffectHandler for Counter {
         _: &'a ConversationKey,
         _: &'a Outbound,
         _: &'a str,
-        _: Option<u64>,
+        _: Reach<'a>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
             self.sent.fetch_add(1, Ordering::Relaxed);
@@ -301,6 +301,7 @@ async fn startup() {
                     updated_at: 0,
                     recent: Vec::new(),
                     last_user_at: None,
+                    account: None,
                     profile_at: None,
                 };
                 let commit = TurnCommit {

@@ -12,7 +12,7 @@ use influxify_store::{
 };
 
 use crate::clock::now_ms;
-use crate::effects::backoff_ms;
+use crate::effects::{Reach, backoff_ms};
 use crate::{Runtime, RuntimeError};
 
 /// How many event summaries a conversation keeps for inspection.
@@ -225,6 +225,10 @@ impl Runtime {
                 None => self.new_record()?,
             };
             if self.needs_profile(&current, inbox.iter().map(|(_, inbound)| inbound))? {
+                // Asked through the account the user wrote to (their first message's).
+                if let Some(account) = inbox.iter().find_map(|(_, i)| i.account.clone()) {
+                    current.account = Some(account);
+                }
                 self.fetch_profile(key, &mut current).await?;
             }
             let mut timers_set = false;
@@ -274,7 +278,11 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let flows = self.inner.registry.flows(&record.version)?;
         let fields = flows.profile_fields();
-        match self.inner.effects.profile(key, &fields).await {
+        let reach = Reach {
+            last_user_at: record.last_user_at,
+            account: record.account.as_deref(),
+        };
+        match self.inner.effects.profile(key, reach, &fields).await {
             Ok(profile) => {
                 record.profile_at = Some(now_ms());
                 if !profile.is_empty() {
@@ -315,6 +323,7 @@ impl Runtime {
             updated_at: now_ms(),
             recent: Vec::new(),
             last_user_at: None,
+            account: None,
             profile_at: None,
         })
     }
@@ -344,6 +353,9 @@ impl Runtime {
         };
         if let (Event::User(_), None) = (&inbound.event, &inbound.migration) {
             record.last_user_at = Some(inbound.timestamp);
+            if inbound.account.is_some() {
+                record.account = inbound.account.clone();
+            }
         }
         if let Some(event) = event {
             let flows = self.inner.registry.flows(&record.version)?;
@@ -372,6 +384,7 @@ impl Runtime {
                             not_before: 0,
                             last_error: None,
                             last_user_at: record.last_user_at,
+                            account: record.account.clone(),
                             notice: !stored,
                         };
                         match stored {
@@ -521,13 +534,16 @@ impl Runtime {
                             // The pause is the runtime's: a timer, not a thread or a plugin
                             // instance held while the user watches the indicator.
                             let pause = ms.min(MAX_TYPING_MS);
-                            if let Err(err) = handler.typing(key, pause, &idempotency).await {
+                            if let Err(err) = handler
+                                .typing(key, Reach::of(&item), pause, &idempotency)
+                                .await
+                            {
                                 tracing::debug!(conversation = %key, error = %err, "typing indicator not shown");
                             }
                             tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                         }
                         handler
-                            .send(key, message, &idempotency, item.last_user_at)
+                            .send(key, message, &idempotency, Reach::of(&item))
                             .await
                     }
                     other => handler.notify(key, other, &idempotency).await,
@@ -613,7 +629,10 @@ impl Runtime {
                 Err(_) => {
                     if !typing_shown {
                         typing_shown = true;
-                        if let Err(err) = handler.typing(&item.conversation, 0, &key).await {
+                        if let Err(err) = handler
+                            .typing(&item.conversation, Reach::of(&item), 0, &key)
+                            .await
+                        {
                             tracing::debug!(conversation = %item.conversation, error = %err, "typing indicator not shown");
                         }
                     }

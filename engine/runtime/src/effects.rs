@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use influxify_core::conversation::{Effect, Outbound};
-use influxify_store::ConversationKey;
+use influxify_store::{ConversationKey, OutboxItem};
 
 /// A boxed future, so that the port can be used as `dyn EffectHandler`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -57,19 +57,39 @@ impl EffectError {
     }
 }
 
+/// How a message reaches its user, for channels that need it: when the user last wrote (the
+/// channel's clock, milliseconds since the Unix epoch: Messenger only takes replies within a
+/// window after it) and the channel account they wrote to (a Messenger page, when one app
+/// serves many).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach<'a> {
+    /// When the user last wrote.
+    pub last_user_at: Option<u64>,
+    /// The account they wrote to.
+    pub account: Option<&'a str>,
+}
+
+impl<'a> Reach<'a> {
+    /// The reach of an outbox item.
+    pub fn of(item: &'a OutboxItem) -> Self {
+        Reach {
+            last_user_at: item.last_user_at,
+            account: item.account.as_deref(),
+        }
+    }
+}
+
 /// Runs effects after their turn is durable. Every call carries the effect's deterministic
 /// idempotency key `(conversation, turn, step)`: after a crash an effect may run again, and the
 /// receiver uses the key to drop the repeat.
 pub trait EffectHandler: Send + Sync + 'static {
-    /// Delivers a message to the user. `last_user_at` is when the user last wrote (the
-    /// channel's clock, milliseconds since the Unix epoch), for channels that only take
-    /// replies within a window after it.
+    /// Delivers a message to the user, as far as `reach` tells how.
     fn send<'a>(
         &'a self,
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
-        last_user_at: Option<u64>,
+        reach: Reach<'a>,
     ) -> BoxFuture<'a, Result<(), EffectError>>;
 
     /// Calls a plugin action; returns its outcome and output.
@@ -88,10 +108,11 @@ pub trait EffectHandler: Send + Sync + 'static {
     fn typing<'a>(
         &'a self,
         conversation: &'a ConversationKey,
+        reach: Reach<'a>,
         ms: u64,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
-        let _ = (conversation, ms, key);
+        let _ = (conversation, reach, ms, key);
         Box::pin(async { Ok(()) })
     }
 
@@ -101,9 +122,10 @@ pub trait EffectHandler: Send + Sync + 'static {
     fn profile<'a>(
         &'a self,
         conversation: &'a ConversationKey,
+        reach: Reach<'a>,
         fields: &'a [String],
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, EffectError>> {
-        let _ = (conversation, fields);
+        let _ = (conversation, reach, fields);
         Box::pin(async { Ok(serde_json::Map::new()) })
     }
 

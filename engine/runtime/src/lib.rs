@@ -33,7 +33,7 @@ use influxify_store::{ConversationKey, Inbound, Migration, Store, StoreError};
 use tokio::sync::Notify;
 
 pub use commit::GroupCommit;
-pub use effects::{BoxFuture, EffectError, EffectHandler};
+pub use effects::{BoxFuture, EffectError, EffectHandler, Reach};
 pub use versions::{MigrationPolicy, PublishError, PublishReport, Registry, Stranded};
 
 /// The longest channel instance name an event may carry.

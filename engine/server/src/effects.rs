@@ -10,7 +10,7 @@ use influxify_plugin_host::channel_types::{
     Button, Origin, OutboundMessage, QuickReply, SenderAction,
 };
 use influxify_plugin_host::{Call, PluginError, PluginHost};
-use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
+use influxify_runtime::{BoxFuture, EffectError, EffectHandler, Reach};
 use influxify_store::ConversationKey;
 
 use crate::background::{BACKGROUND_NICE, Background};
@@ -69,7 +69,7 @@ impl ChannelEffects {
         conversation: &ConversationKey,
         message: &Outbound,
         key: &str,
-        last_user_at: Option<u64>,
+        reach: Reach<'_>,
     ) -> Result<(), EffectError> {
         if let (Some(webchat), webchat::CHANNEL) = (&self.webchat, conversation.channel.as_str()) {
             webchat.deliver(&conversation.user, message, key).await;
@@ -77,7 +77,7 @@ impl ChannelEffects {
         }
         let plugins = self.plugins.clone();
         let channel = conversation.channel.clone();
-        let outgoing = outbound(&conversation.user, message, last_user_at);
+        let outgoing = outbound(&conversation.user, message, reach);
         let call = Call::new(Some(conversation.clone()), key);
         let (sent, started) = self
             .in_slot(move || plugins.channel_send(&channel, &outgoing, &call))
@@ -137,7 +137,7 @@ fn effect_error(err: PluginError) -> EffectError {
     }
 }
 
-fn outbound(user: &str, message: &Outbound, last_user_at: Option<u64>) -> OutboundMessage {
+fn outbound(user: &str, message: &Outbound, reach: Reach<'_>) -> OutboundMessage {
     OutboundMessage {
         user_id: user.to_string(),
         text: message.text.clone(),
@@ -165,7 +165,8 @@ fn outbound(user: &str, message: &Outbound, last_user_at: Option<u64>) -> Outbou
             CoreOrigin::Proactive => Origin::Proactive,
             CoreOrigin::Operator => Origin::Operator,
         },
-        last_user_message_ms: last_user_at,
+        account: reach.account.map(str::to_string),
+        last_user_message_ms: reach.last_user_at,
     }
 }
 
@@ -175,11 +176,10 @@ impl EffectHandler for ChannelEffects {
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
-        last_user_at: Option<u64>,
+        reach: Reach<'a>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
-            self.deliver(conversation, message, key, last_user_at)
-                .await?;
+            self.deliver(conversation, message, key, reach).await?;
             self.transcribe(conversation, message);
             Ok(())
         })
@@ -188,6 +188,7 @@ impl EffectHandler for ChannelEffects {
     fn typing<'a>(
         &'a self,
         conversation: &'a ConversationKey,
+        reach: Reach<'a>,
         ms: u64,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
@@ -200,10 +201,12 @@ impl EffectHandler for ChannelEffects {
             }
             let plugins = self.plugins.clone();
             let (channel, user) = (conversation.channel.clone(), conversation.user.clone());
+            let account = reach.account.map(str::to_string);
             let call = Call::new(Some(conversation.clone()), key);
             let (shown, started) = self
                 .in_slot(move || {
-                    plugins.channel_act(&channel, &user, SenderAction::TypingOn, &call)
+                    let account = account.as_deref();
+                    plugins.channel_act(&channel, &user, account, SenderAction::TypingOn, &call)
                 })
                 .await?;
             self.record(
@@ -218,6 +221,7 @@ impl EffectHandler for ChannelEffects {
     fn profile<'a>(
         &'a self,
         conversation: &'a ConversationKey,
+        reach: Reach<'a>,
         fields: &'a [String],
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, EffectError>> {
         Box::pin(async move {
@@ -228,9 +232,12 @@ impl EffectHandler for ChannelEffects {
             let plugins = self.plugins.clone();
             let (channel, user) = (conversation.channel.clone(), conversation.user.clone());
             let fields = fields.to_vec();
+            let account = reach.account.map(str::to_string);
             let call = Call::new(Some(conversation.clone()), "profile");
             let (profile, started) = self
-                .in_slot(move || plugins.channel_profile(&channel, &user, &fields, &call))
+                .in_slot(move || {
+                    plugins.channel_profile(&channel, &user, account.as_deref(), &fields, &call)
+                })
                 .await?;
             self.record(
                 &conversation.channel,

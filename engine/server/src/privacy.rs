@@ -383,10 +383,11 @@ impl Command {
 
 /// The in-chat commands among `events`, taken out: the rest go on to the runtime. A restricted
 /// user's messages are dropped by the runtime, but their "resume" command still works.
-pub fn take_commands(
-    privacy: &Privacy,
-    events: &mut Vec<Inbound>,
-) -> Vec<(ConversationKey, Command)> {
+/// An in-chat request: whose, which, and the channel account it came to (the confirmation goes
+/// out from it).
+pub type InChat = (ConversationKey, Command, Option<String>);
+
+pub fn take_commands(privacy: &Privacy, events: &mut Vec<Inbound>) -> Vec<InChat> {
     let mut commands = Vec::new();
     events.retain(|event| {
         let command = match &event.event {
@@ -395,7 +396,7 @@ pub fn take_commands(
         };
         match command {
             Some(command) => {
-                commands.push((event.conversation.clone(), command));
+                commands.push((event.conversation.clone(), command, event.account.clone()));
                 false
             }
             None => true,
@@ -413,8 +414,8 @@ pub fn confirmation(command: Command) -> Outbound {
 }
 
 /// Carries out in-chat commands and tells each user it is done (through their channel).
-pub async fn run_commands(state: &crate::AppState, commands: Vec<(ConversationKey, Command)>) {
-    for (key, command) in commands {
+pub async fn run_commands(state: &crate::AppState, commands: Vec<InChat>) {
+    for (key, command, account) in commands {
         let done = match command {
             Command::Erase => state
                 .privacy
@@ -439,7 +440,15 @@ pub async fn run_commands(state: &crate::AppState, commands: Vec<(ConversationKe
                 let id = format!("privacy:{key}:{}", now_ms());
                 if let Err(err) = state
                     .effects
-                    .deliver(&key, &confirmation(command), &id, Some(now_ms()))
+                    .deliver(
+                        &key,
+                        &confirmation(command),
+                        &id,
+                        influxify_runtime::Reach {
+                            last_user_at: Some(now_ms()),
+                            account: account.as_deref(),
+                        },
+                    )
                     .await
                 {
                     tracing::warn!(error = %err.message, "the confirmation of an in-chat privacy request was not delivered");

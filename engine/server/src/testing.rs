@@ -30,7 +30,7 @@ use indexmap::IndexMap;
 use influxify_core::conversation::{Effect, Outbound};
 use influxify_designer::session::Mocks;
 use influxify_designer::spec::Mock;
-use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
+use influxify_runtime::{BoxFuture, EffectError, EffectHandler, Reach};
 use influxify_store::ConversationKey;
 use influxify_store::clock::{TestClock, now_ms};
 use serde::{Deserialize, Serialize};
@@ -215,13 +215,10 @@ impl EffectHandler for TestEffects {
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
-        last_user_at: Option<u64>,
+        reach: Reach<'a>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
-            let sent = self
-                .inner
-                .send(conversation, message, key, last_user_at)
-                .await;
+            let sent = self.inner.send(conversation, message, key, reach).await;
             let record = send_record(message, sent.as_ref().err().map(|e| e.message.clone()));
             self.testing
                 .with(conversation, |c| c.record.sends.push(record));
@@ -260,18 +257,20 @@ impl EffectHandler for TestEffects {
     fn typing<'a>(
         &'a self,
         conversation: &'a ConversationKey,
+        reach: Reach<'a>,
         ms: u64,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
-        self.inner.typing(conversation, ms, key)
+        self.inner.typing(conversation, reach, ms, key)
     }
 
     fn profile<'a>(
         &'a self,
         conversation: &'a ConversationKey,
+        reach: Reach<'a>,
         fields: &'a [String],
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, EffectError>> {
-        self.inner.profile(conversation, fields)
+        self.inner.profile(conversation, reach, fields)
     }
 
     fn notify<'a>(

@@ -191,6 +191,7 @@ fn to_inbound(channel: &str, event: InboundEvent) -> Inbound {
     // The contract: a channel's timestamp is the provider's, the same on every redelivery;
     // 0 when the provider gives none, and then the host's clock stands in.
     let provider_time = event.timestamp_ms != 0;
+    let account = event.account;
     let inbound = Inbound::new(
         ConversationKey::new(channel, event.user_id),
         event.event_id,
@@ -200,7 +201,8 @@ fn to_inbound(channel: &str, event: InboundEvent) -> Inbound {
             influxify_runtime::clock::now_ms()
         },
         Event::User(message),
-    );
+    )
+    .with_account(account);
     if provider_time {
         inbound.with_provider_time()
     } else {

@@ -25,6 +25,10 @@ pub struct Inbound {
     /// Set on the entries a publish queues to move the conversation to another flow version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<Migration>,
+    /// The channel account the event came to (a Messenger page, when one app serves many):
+    /// the bot answers from the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl Inbound {
@@ -42,7 +46,14 @@ impl Inbound {
             provider_time: false,
             event,
             migration: None,
+            account: None,
         }
+    }
+
+    /// The channel account (a Messenger page) the event came to.
+    pub fn with_account(mut self, account: Option<String>) -> Self {
+        self.account = account;
+        self
     }
 
     /// Marks the timestamp as the provider's own, identical on every redelivery.
@@ -99,6 +110,9 @@ pub struct StoredConversation {
     /// channels such as Messenger only take replies within a window after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_user_at: Option<u64>,
+    /// The channel account (a Messenger page) the user last wrote to: replies go out from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// When the user's profile was last asked of their channel (milliseconds since the Unix
     /// epoch): at most daily, and only for flows that read profile fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +143,9 @@ pub struct OutboxItem {
     /// [`StoredConversation::last_user_at`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_user_at: Option<u64>,
+    /// The channel account it goes out from (see [`StoredConversation::account`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// A notification that is not stored ([`TurnCommit::notices`]): once it ran, there is
     /// nothing to remove. Never set on what the store returns.
     #[serde(skip)]

@@ -88,6 +88,7 @@ fn turn(
         updated_at: turns,
         recent: vec![],
         last_user_at: None,
+        account: None,
         profile_at: None,
     };
     TurnCommit {
@@ -97,6 +98,7 @@ fn turn(
         consumed,
         outbox: vec![OutboxItem {
             last_user_at: None,
+            account: None,
             conversation: key.clone(),
             turn: turns,
             step: 0,

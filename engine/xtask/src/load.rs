@@ -5,19 +5,28 @@
 //! `/channels/messenger/webhook`: every request is signature-checked and deduplicated durably
 //! before its 200. It prints wrk's report and the server's resident memory over the run.
 //!
-//! Options: `--seconds N` (default 30), `--connections N` (64), `--flow echo|plugins|silent|mixed`
-//! (a plain reply; a flow that calls the consent and sheets plugins on every message; no reply
-//! at all, the ingest path alone; wrk's messages on the no-reply path while other users go
-//! through the plugin-heavy path at a steady `--busy-rate N` messages per second, default 250,
-//! from `--busy-users N`, default 1000), `--payloads N` (distinct payloads, default 300000;
+//! Options: `--seconds N` (default 30), `--connections N` (64), `--flow
+//! all|bare|silent|echo|typing|plugins|mixed` (`bare`: not the server but an axum handler doing
+//! only the signature check and the JSON parse, the ceiling the others are a fraction of; no
+//! reply at all, the ingest path alone; one reply per message; the same with `typing: 1s`; a
+//! flow that calls the consent and sheets plugins on every message; wrk's messages on the
+//! no-reply path while other users go through the plugin-heavy path at a steady `--busy-rate N`
+//! messages per second, default 250, from `--busy-users N`, default 1000; `all`: bare, silent,
+//! echo, typing and plugins one after another, with a table of their ratios). Replies are
+//! counted where Meta would get them, at the fake Graph API (each text once: a repeat is a
+//! duplicate), and probe users writing 20 messages a second beside wrk give the lag from a
+//! webhook's 200 to its reply's Send API request. `--payloads N` (distinct payloads, default 300000;
 //! after them wrk cycles and repeats count as duplicates), `--cache-mb N` (sled's page cache),
 //! `--threads N` (wrk's threads, default 1: on a 2-core machine a second wrk thread takes CPU
 //! from the server it measures; measured 8-10% fewer requests/s with two).
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Mac, digest::KeyInit};
@@ -26,12 +35,22 @@ use crate::{cargo, root, run};
 
 const APP_SECRET: &str = "load-test-app-secret";
 
+/// One reply per message (each message after the end starts the flow again).
 const ECHO: &str = r#"
 id: load
-start: listen
+start: reply
 nodes:
-  listen: { kind: ask, prompt: "Say something.", store: said, next: reply }
-  reply: { kind: message, text: "You said {{ said }}.", next: listen }
+  reply: { kind: message, text: "You said {{ message.text }}.", next: done }
+  done: { kind: end }
+"#;
+
+/// The same reply after a one-second typing indicator.
+const TYPING: &str = r#"
+id: load
+start: reply
+nodes:
+  reply: { kind: message, typing: 1s, text: "You said {{ message.text }}.", next: done }
+  done: { kind: end }
 "#;
 
 /// No reply: every message goes to an operator (a notification, no plugin call): the ingest
@@ -131,19 +150,63 @@ impl Drop for Killed {
     }
 }
 
-/// A fake Graph API: answers every request with a Send API success, keeping connections open.
-fn fake_graph() -> Result<String, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve_graph(stream));
-        }
-    });
-    Ok(format!("http://{addr}"))
+/// What the fake Graph API saw.
+#[derive(Default)]
+struct GraphSeen {
+    /// Messages sent (not sender actions).
+    messages: AtomicU64,
+    /// Sender actions (typing indicators).
+    actions: AtomicU64,
+    /// Texts seen more than once: replies delivered twice.
+    duplicates: AtomicU64,
+    texts: Mutex<HashSet<String>>,
+    /// When each probe user's reply arrived.
+    probes: Mutex<HashMap<String, Instant>>,
 }
 
-fn serve_graph(stream: TcpStream) {
+/// A fake Graph API: answers every request with a Send API success, keeping connections open,
+/// and counts what arrives.
+fn fake_graph() -> Result<(String, Arc<GraphSeen>), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let seen = Arc::new(GraphSeen::default());
+    let shared = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let seen = shared.clone();
+            std::thread::spawn(move || serve_graph(stream, &seen));
+        }
+    });
+    Ok((format!("http://{addr}"), seen))
+}
+
+fn note(seen: &GraphSeen, body: &[u8]) {
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return;
+    };
+    if body.get("sender_action").is_some() {
+        seen.actions.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    seen.messages.fetch_add(1, Ordering::Relaxed);
+    let recipient = body["recipient"]["id"].as_str().unwrap_or_default();
+    if recipient.starts_with("probe")
+        && let Ok(mut probes) = seen.probes.lock()
+    {
+        probes
+            .entry(recipient.to_string())
+            .or_insert_with(Instant::now);
+    }
+    let text = body["message"]["text"].as_str().unwrap_or_default();
+    if text.starts_with("You said")
+        && let Ok(mut texts) = seen.texts.lock()
+        && !texts.insert(format!("{recipient}:{text}"))
+    {
+        seen.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn serve_graph(stream: TcpStream, seen: &GraphSeen) {
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return,
@@ -176,6 +239,7 @@ fn serve_graph(stream: TcpStream) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        note(seen, &body);
         let answer = r#"{"recipient_id":"1","message_id":"m_load"}"#;
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
@@ -230,7 +294,7 @@ fn write_script(dir: &Path, count: usize) -> Result<PathBuf, String> {
     let mut payloads = String::with_capacity(count * 400);
     for i in 0..count {
         let stamp = now + (i * 1000 / STAMPED_PER_SECOND) as u128;
-        let body = payload(&format!("user{}", i % 10_000), stamp, i, "A-1001");
+        let body = payload(&format!("user{}", i % 10_000), stamp, i, &format!("n{i}"));
         payloads += &format!("{}\t{body}\n", signature(&body));
     }
     let data = dir.join("payloads.txt");
@@ -429,6 +493,21 @@ fn install(work: &Path, graph: &str, names: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// The figures of one flow's run.
+#[derive(Debug, Default, Clone)]
+struct Summary {
+    flow: String,
+    requests_per_s: f64,
+    p99_ms: f64,
+    replies_per_s: f64,
+    duplicates: u64,
+    typing: u64,
+    lag_p50_ms: f64,
+    lag_p99_ms: f64,
+    threads: u64,
+    rss_mb: f64,
+}
+
 pub fn load(args: &[String]) -> Result<(), String> {
     let options = options(args)?;
     crate::plugins()?;
@@ -439,12 +518,172 @@ pub fn load(args: &[String]) -> Result<(), String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
     let binary = target.join("release/influxify");
-    let work = std::env::temp_dir().join(format!("influxify-load-{}", std::process::id()));
+    let flows: Vec<&str> = match options.flow.as_str() {
+        "all" => vec!["bare", "silent", "echo", "typing", "plugins"],
+        one => vec![one],
+    };
+    let mut summaries = Vec::new();
+    for flow in flows {
+        eprintln!("xtask: load: flow `{flow}`");
+        summaries.push(run_flow(&options, &binary, flow)?);
+    }
+    if summaries.len() > 1 {
+        print_table(&summaries);
+    }
+    Ok(())
+}
+
+/// The side-by-side figures, as fractions of the bare handler and of the silent flow.
+fn print_table(summaries: &[Summary]) {
+    let rate = |flow: &str| {
+        summaries
+            .iter()
+            .find(|s| s.flow == flow)
+            .map_or(0.0, |s| s.requests_per_s)
+    };
+    let (bare, silent) = (rate("bare"), rate("silent"));
+    let ratio = |x: f64, of: f64| if of > 0.0 { 100.0 * x / of } else { 0.0 };
+    let echo_replies = summaries
+        .iter()
+        .find(|s| s.flow == "echo")
+        .map_or(0.0, |s| s.replies_per_s);
+    println!(
+        "\n{:<8} {:>10} {:>8} {:>10} {:>6} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "flow",
+        "webhook/s",
+        "p99 ms",
+        "replies/s",
+        "dups",
+        "typing",
+        "lag p50",
+        "lag p99",
+        "% bare",
+        "% silent",
+        "threads",
+        "RSS MB"
+    );
+    for s in summaries {
+        println!(
+            "{:<8} {:>10.0} {:>8.1} {:>10.0} {:>6} {:>8} {:>9.1} {:>9.1} {:>7.1}% {:>7.1}% {:>8} {:>7.1}",
+            s.flow,
+            s.requests_per_s,
+            s.p99_ms,
+            s.replies_per_s,
+            s.duplicates,
+            s.typing,
+            s.lag_p50_ms,
+            s.lag_p99_ms,
+            ratio(s.requests_per_s, bare),
+            ratio(s.requests_per_s, silent),
+            s.threads,
+            s.rss_mb
+        );
+    }
+    println!(
+        "echo replies/s as a share of silent requests/s: {:.1}%; typing replies/s as a share of echo replies/s: {:.1}%",
+        ratio(echo_replies, silent),
+        ratio(
+            summaries
+                .iter()
+                .find(|s| s.flow == "typing")
+                .map_or(0.0, |s| s.replies_per_s),
+            echo_replies
+        )
+    );
+}
+
+/// wrk's `Requests/sec` and its latency's 99th percentile in ms.
+fn wrk_figures(report: &str) -> (f64, f64) {
+    let requests = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let p99 = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| {
+            let v = v.trim();
+            let (number, scale) = if let Some(n) = v.strip_suffix("us") {
+                (n, 0.001)
+            } else if let Some(n) = v.strip_suffix("ms") {
+                (n, 1.0)
+            } else if let Some(n) = v.strip_suffix('s') {
+                (n, 1000.0)
+            } else {
+                (v, 1.0)
+            };
+            number.trim().parse::<f64>().unwrap_or(0.0) * scale
+        })
+        .unwrap_or(0.0);
+    (requests, p99)
+}
+
+fn threads(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Probe users: a new user every `1/rate` s writes one message beside wrk's load; when each
+/// webhook was answered 200.
+fn probe_load(port: u16, rate: u32, until: Instant) -> Vec<(String, Instant)> {
+    let mut acked = Vec::new();
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return acked;
+    };
+    let _ = stream.set_nodelay(true);
+    let Ok(read_half) = stream.try_clone() else {
+        return acked;
+    };
+    let (mut reader, mut writer) = (BufReader::new(read_half), stream);
+    let started = Instant::now();
+    for n in 0u64.. {
+        let due = started + Duration::from_secs_f64(n as f64 / f64::from(rate.max(1)));
+        if due >= until {
+            break;
+        }
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let user = format!("probe{n}");
+        let body = payload(&user, now, PROBE_IDS + n as usize, &format!("p{n}"));
+        let request = format!(
+            "POST /channels/messenger/webhook HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nx-hub-signature-256: {}\r\ncontent-length: {}\r\n\r\n{body}",
+            signature(&body),
+            body.len()
+        );
+        if writer.write_all(request.as_bytes()).is_err() {
+            break;
+        }
+        match read_response(&mut reader) {
+            Some(200) => acked.push((user, Instant::now())),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    acked
+}
+
+/// The probe users' message ids start here.
+const PROBE_IDS: usize = 1 << 50;
+
+fn run_flow(options: &Options, binary: &Path, flow_name: &str) -> Result<Summary, String> {
+    let work =
+        std::env::temp_dir().join(format!("influxify-load-{}-{flow_name}", std::process::id()));
     std::fs::create_dir_all(work.join("flows")).map_err(|e| e.to_string())?;
-    let flow = match options.flow.as_str() {
+    let flow = match flow_name {
         "plugins" => plugins_flow(),
-        "silent" => SILENT.to_string(),
+        "silent" | "bare" => SILENT.to_string(),
         "mixed" => mixed_flow(),
+        "typing" => TYPING.to_string(),
         _ => ECHO.to_string(),
     };
     std::fs::write(work.join("flows/load.yaml"), flow).map_err(|e| e.to_string())?;
@@ -456,7 +695,7 @@ pub fn load(args: &[String]) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     }
-    let graph = fake_graph()?;
+    let (graph, seen) = fake_graph()?;
     install(&work, &graph, &["messenger", "consent", "sheets"])?;
     eprintln!("xtask: signing {} payloads", options.payloads);
     let script = write_script(&work, options.payloads)?;
@@ -470,11 +709,15 @@ pub fn load(args: &[String]) -> Result<(), String> {
     let mut server = match wrap.next() {
         Some(program) => {
             let mut command = Command::new(program);
-            command.args(wrap).arg(&binary);
+            command.args(wrap).arg(binary);
             command
         }
-        None => Command::new(&binary),
+        None => Command::new(binary),
     };
+    if flow_name == "bare" {
+        server = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        server.args(["bare-webhook", &port.to_string(), APP_SECRET]);
+    }
     let server = server
         .args([
             "serve",
@@ -512,18 +755,24 @@ pub fn load(args: &[String]) -> Result<(), String> {
     let before = rss_kib(pid);
     // Every 10 s: the server's RSS and how many webhook events it had taken (new and
     // duplicates), so that the rate can be read after wrk has loaded its payloads.
+    let seconds = options.seconds;
     let sampler = std::thread::spawn(move || {
         let mut samples = Vec::new();
-        for _ in 0..options.seconds.div_ceil(10) {
+        for _ in 0..seconds.div_ceil(10) {
             std::thread::sleep(Duration::from_secs(10));
             let metrics = http_get(port, "/metrics").unwrap_or_default();
             let taken = counter(&metrics, "influxify_events_ingested_total", "")
                 + counter(&metrics, "influxify_dedup_hits_total", "");
-            samples.push((rss_kib(pid).unwrap_or(0), taken));
+            samples.push((rss_kib(pid).unwrap_or(0), taken, threads(pid)));
         }
         samples
     });
-    let busy = (options.flow == "mixed").then(|| {
+    let replies_before = seen.messages.load(Ordering::Relaxed);
+    let probes = matches!(flow_name, "echo" | "typing").then(|| {
+        let until = Instant::now() + Duration::from_secs(options.seconds);
+        std::thread::spawn(move || probe_load(port, 20, until))
+    });
+    let busy = (flow_name == "mixed").then(|| {
         let until = Instant::now() + Duration::from_secs(options.seconds);
         let (rate, users) = (options.busy_rate, options.busy_users);
         std::thread::spawn(move || busy_load(port, rate, users, until))
@@ -541,6 +790,32 @@ pub fn load(args: &[String]) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run wrk (apt-get install wrk): {e}"))?;
     let samples = sampler.join().unwrap_or_default();
+    let (requests_per_s, p99_ms) = wrk_figures(&String::from_utf8_lossy(&output.stdout));
+    let replies_in_run = seen.messages.load(Ordering::Relaxed) - replies_before;
+    let acked = probes
+        .map(|p| p.join().unwrap_or_default())
+        .unwrap_or_default();
+    // The probes' replies: a few seconds to arrive after the load.
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_secs(10) {
+        let arrived = seen.probes.lock().map(|p| p.len()).unwrap_or(0);
+        if arrived >= acked.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut lags: Vec<u64> = {
+        let arrived = seen.probes.lock().map(|p| p.clone()).unwrap_or_default();
+        acked
+            .iter()
+            .filter_map(|(user, at)| {
+                arrived
+                    .get(user)
+                    .map(|r| r.saturating_duration_since(*at).as_micros() as u64)
+            })
+            .collect()
+    };
+    let max_threads = samples.iter().map(|s| s.2).max().unwrap_or(0);
     println!("{}", String::from_utf8_lossy(&output.stdout));
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
     let mb = |kib: u64| kib as f64 / 1024.0;
@@ -549,7 +824,7 @@ pub fn load(args: &[String]) -> Result<(), String> {
         mb(before.unwrap_or(0)),
         samples
             .iter()
-            .map(|(rss, _)| format!("{:.1}", mb(*rss)))
+            .map(|(rss, _, _)| format!("{:.1}", mb(*rss)))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -613,10 +888,32 @@ pub fn load(args: &[String]) -> Result<(), String> {
     }) {
         println!("{line}");
     }
+    let summary = Summary {
+        flow: flow_name.to_string(),
+        requests_per_s,
+        p99_ms,
+        replies_per_s: replies_in_run as f64 / options.seconds as f64,
+        duplicates: seen.duplicates.load(Ordering::Relaxed),
+        typing: seen.actions.load(Ordering::Relaxed),
+        lag_p50_ms: quantile(&mut lags, 0.5) as f64 / 1000.0,
+        lag_p99_ms: quantile(&mut lags, 0.99) as f64 / 1000.0,
+        threads: max_threads,
+        rss_mb: samples.last().map_or(0.0, |s| mb(s.0)),
+    };
+    println!(
+        "replies at the fake Graph API: {:.0}/s in wrk's window, {} delivered twice, {} typing indicators; reply lag (webhook 200 to Send API request) of {} of {} probes: p50 {:.1} ms, p99 {:.1} ms; server threads at most {max_threads}",
+        summary.replies_per_s,
+        summary.duplicates,
+        summary.typing,
+        lags.len(),
+        acked.len(),
+        summary.lag_p50_ms,
+        summary.lag_p99_ms,
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&work);
     if output.status.success() {
-        Ok(())
+        Ok(summary)
     } else {
         Err("wrk failed".into())
     }

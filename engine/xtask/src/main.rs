@@ -8,14 +8,17 @@
 //!   store at http://127.0.0.1:8080 (the playground at `/playground`).
 //! - `cargo xtask plugins`: builds the built-in plugins for wasm32-wasip2 and installs them, each
 //!   with its manifest and files, in `dist/plugins/`.
-//! - `cargo xtask load [--seconds N] [--flow echo|plugins]`: the webhook under `wrk` (release
-//!   build, the Messenger channel, a fake Graph API); prints throughput, latency and memory.
+//! - `cargo xtask load [--seconds N] [--flow all|bare|silent|echo|typing|plugins|mixed]`: the
+//!   webhook under `wrk` (release build, the Messenger channel, a fake Graph API that counts the
+//!   replies); prints throughput, latency, reply lag and memory; `all` runs the flows one after
+//!   another and prints each as a fraction of the bare handler and of the silent flow.
 //! - `cargo xtask fuzz [SECONDS]`: each fuzz target of `engine/fuzz` for a short while.
 //! - `cargo xtask ci`: formatting and lint checks, then `test` (what `.ci/run` runs).
 //! - `cargo xtask schemas`: regenerates the committed JSON Schemas in `schemas/`.
 //! - `cargo xtask llm`: installs the local OpenAI-compatible server and its model (done by
 //!   `test` too) and prints where they are.
 
+mod bare;
 mod browser;
 mod fuzz;
 mod llm;
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
                 .unwrap_or(20),
         ),
         "load" => load::load(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "bare-webhook" => bare::serve(&std::env::args().skip(2).collect::<Vec<_>>()),
         "serve" => serve(std::env::args().skip(2).collect()),
         "ci" => ci(),
         "schemas" => schemas(),

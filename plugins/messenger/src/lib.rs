@@ -41,16 +41,22 @@ impl Channel for Messenger {
         send::send(&message, ctx)
     }
 
-    fn act(user_id: String, action: SenderAction, _ctx: &Context) -> Result<(), Error> {
-        send::act(&user_id, action)
+    fn act(
+        user_id: String,
+        account: Option<String>,
+        action: SenderAction,
+        _ctx: &Context,
+    ) -> Result<(), Error> {
+        send::act(&user_id, account.as_deref(), action)
     }
 
     fn profile(
         user_id: String,
+        account: Option<String>,
         fields: Vec<String>,
         _ctx: &Context,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-        send::profile(&user_id, &fields)
+        send::profile(&user_id, account.as_deref(), &fields)
     }
 }
 

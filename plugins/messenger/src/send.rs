@@ -30,6 +30,49 @@ use crate::split::split;
 
 /// The page access token, added by the host as `access_token`.
 pub const PAGE_TOKEN: &str = "messenger_page_token";
+/// With `pages` set (one app, many pages), page `ID`'s token is this prefix and `ID`.
+pub const PAGE_TOKEN_PREFIX: &str = "messenger_page_token_";
+
+/// The pages this channel serves, when the `pages` setting lists them (comma-separated page
+/// ids): each with its own token. Unset: one page, with [`PAGE_TOKEN`].
+pub fn pages() -> Option<Vec<String>> {
+    let pages = config::get("pages")?;
+    let pages: Vec<String> = pages
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!pages.is_empty()).then_some(pages)
+}
+
+/// The name of the token to send from `account` (the page the user wrote to) with: its own
+/// with `pages` set, and never another page's; [`PAGE_TOKEN`] otherwise.
+fn page_token(account: Option<&str>) -> Result<String, Error> {
+    let name = match (pages(), account) {
+        (None, _) => PAGE_TOKEN.to_string(),
+        (Some(pages), Some(page)) if pages.iter().any(|p| p == page) => {
+            format!("{PAGE_TOKEN_PREFIX}{page}")
+        }
+        (Some(_), Some(page)) => {
+            return Err(Error::misconfigured(format!(
+                "page `{page}` is not among the `pages` this channel serves; nothing was sent"
+            )));
+        }
+        (Some(_), None) => {
+            return Err(Error::misconfigured(
+                "the channel serves several `pages`, and this conversation has no page; nothing \
+                 was sent",
+            ));
+        }
+    };
+    if !secrets::available(&name) {
+        return Err(Error::misconfigured(format!(
+            "the page access token `{name}` is not configured"
+        )));
+    }
+    Ok(name)
+}
 /// The Graph API unless `graph_base` says otherwise.
 const DEFAULT_GRAPH_BASE: &str = "https://graph.facebook.com";
 /// The Graph API version unless `api_version` says otherwise.
@@ -65,11 +108,7 @@ pub fn send(message: &OutboundMessage, ctx: &Context) -> Result<Delivery, Error>
     let parts = plan(message)?;
     let (messaging_type, tag) = messaging_type(message, clock::now_ms())?;
     let endpoint = endpoint("me/messages")?;
-    if !secrets::available(PAGE_TOKEN) {
-        return Err(Error::misconfigured(format!(
-            "the page access token `{PAGE_TOKEN}` is not configured"
-        )));
-    }
+    let token = page_token(message.account.as_deref())?;
     let progress = Progress::new(ctx, parts.len());
     let done = progress.done();
     let mut message_id = None;
@@ -82,7 +121,7 @@ pub fn send(message: &OutboundMessage, ctx: &Context) -> Result<Delivery, Error>
         if let Some(tag) = &tag {
             body["tag"] = tag.as_str().into();
         }
-        message_id = post(&endpoint, &body).map_err(|err| {
+        message_id = post(&endpoint, &token, &body).map_err(|err| {
             if i > 0 {
                 err.context(format_args!("part {} of {}", i + 1, parts.len()))
             } else {
@@ -95,8 +134,9 @@ pub fn send(message: &OutboundMessage, ctx: &Context) -> Result<Delivery, Error>
 }
 
 /// A sender action (`typing_on`, `typing_off`, `mark_seen`): one request, no waiting.
-pub fn act(user: &str, action: SenderAction) -> Result<(), Error> {
+pub fn act(user: &str, account: Option<&str>, action: SenderAction) -> Result<(), Error> {
     let user = recipient(user)?;
+    let token = page_token(account)?;
     let action = match action {
         SenderAction::TypingOn => "typing_on",
         SenderAction::TypingOff => "typing_off",
@@ -105,6 +145,7 @@ pub fn act(user: &str, action: SenderAction) -> Result<(), Error> {
     let endpoint = endpoint("me/messages")?;
     post(
         &endpoint,
+        &token,
         &json!({"recipient": {"id": user}, "sender_action": action}),
     )
     .map(|_| ())
@@ -123,7 +164,11 @@ const PROFILE_FIELDS: [&str; 7] = [
 
 /// The User Profile API: `GET {graph_base}/{api_version}/{psid}?fields=...`, only the fields
 /// asked for (and only those Meta documents); the answer keeps only them.
-pub fn profile(user: &str, fields: &[String]) -> Result<serde_json::Map<String, Value>, Error> {
+pub fn profile(
+    user: &str,
+    account: Option<&str>,
+    fields: &[String],
+) -> Result<serde_json::Map<String, Value>, Error> {
     let user = recipient(user)?;
     if !user.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(Error::invalid_input(
@@ -138,9 +183,10 @@ pub fn profile(user: &str, fields: &[String]) -> Result<serde_json::Map<String, 
     if wanted.is_empty() {
         return Ok(serde_json::Map::new());
     }
+    let token = page_token(account)?;
     let response = http::get(endpoint(user)?)
         .query("fields", &wanted.join(","))
-        .secret(PAGE_TOKEN, Placement::Query("access_token".into()))
+        .secret(token, Placement::Query("access_token".into()))
         .send()?;
     if !response.is_success() {
         return Err(classify(&response).context("the User Profile API failed"));
@@ -358,9 +404,9 @@ struct Sent {
 }
 
 /// One Send API request; the message's id on success.
-fn post(endpoint: &str, body: &Value) -> Result<Option<String>, Error> {
+fn post(endpoint: &str, token: &str, body: &Value) -> Result<Option<String>, Error> {
     let response = http::post(endpoint)
-        .secret(PAGE_TOKEN, Placement::Query("access_token".into()))
+        .secret(token, Placement::Query("access_token".into()))
         .json(body)
         .send()?;
     if !response.is_success() {
@@ -430,8 +476,8 @@ pub fn classify(response: &Response) -> Error {
     let what = error.describe();
     match (error.code, error.error_subcode) {
         (Some(190), _) => Error::misconfigured(format!(
-            "invalid page token: the Send API refused the page access token `{PAGE_TOKEN}` \
-             (expired, revoked or for another page): {what}"
+            "invalid page token: the Graph API refused the page access token (expired, \
+             revoked or for another page): {what}"
         )),
         (_, Some(2018278)) => Error::permanent(format!(
             "outside the 24-hour window: only a message with a tag may go out now: {what}"

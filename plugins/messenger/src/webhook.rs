@@ -47,6 +47,9 @@ struct Webhook {
 /// the others.
 #[derive(Deserialize)]
 struct Entry {
+    /// The page's id (a string; numbers are accepted too).
+    #[serde(default)]
+    id: Option<serde_json::Value>,
     #[serde(default)]
     time: Option<u64>,
     #[serde(default)]
@@ -173,6 +176,7 @@ pub fn parse(request: &HttpRequest) -> Result<Vec<InboundEvent>, Error> {
     }
     let mut events = Vec::new();
     let mut ignored = 0usize;
+    let pages = crate::send::pages();
     for entry in webhook.entry {
         let entry: Entry = match serde_json::from_value(entry) {
             Ok(entry) => entry,
@@ -184,10 +188,26 @@ pub fn parse(request: &HttpRequest) -> Result<Vec<InboundEvent>, Error> {
         };
         ignored += entry.standby.as_ref().map_or(0, Vec::len);
         ignored += entry.changes.as_ref().map_or(0, Vec::len);
+        let page = entry.id.as_ref().and_then(|id| match id {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        if let Some(pages) = &pages
+            && !page.as_ref().is_some_and(|p| pages.contains(p))
+        {
+            // Never answered with another page's token: acknowledged, not routed.
+            warn!(
+                "events for page `{}`, which is not among the `pages` this channel serves, were acknowledged and not routed",
+                page.as_deref().unwrap_or("(none)")
+            );
+            ignored += entry.messaging.as_ref().map_or(0, Vec::len);
+            continue;
+        }
         for event in entry.messaging.unwrap_or_default() {
             let before = events.len();
             match serde_json::from_value::<Messaging>(event) {
-                Ok(event) => convert(event, entry.time, &mut events),
+                Ok(event) => convert(event, entry.time, page.as_deref(), &mut events),
                 Err(err) => {
                     warn!("a webhook event that is not a Messenger event was skipped: {err}")
                 }
@@ -233,7 +253,12 @@ fn check_signature(request: &HttpRequest) -> Result<(), Error> {
 }
 
 /// Adds the events `event` stands for (none for what is not user input, or cannot be routed).
-fn convert(event: Messaging, entry_time: Option<u64>, out: &mut Vec<InboundEvent>) {
+fn convert(
+    event: Messaging,
+    entry_time: Option<u64>,
+    page: Option<&str>,
+    out: &mut Vec<InboundEvent>,
+) {
     let provider_time = event.timestamp.or(entry_time);
     // No time from Meta: 0, and the host uses its own clock (never ours: the timestamp must be
     // the same on a redelivery).
@@ -258,6 +283,7 @@ fn convert(event: Messaging, entry_time: Option<u64>, out: &mut Vec<InboundEvent
             event_id,
             timestamp_ms,
             kind,
+            account: page.map(str::to_string),
         });
     };
     if let Some(message) = event.message {

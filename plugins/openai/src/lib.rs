@@ -114,7 +114,9 @@ impl Action for Chat {
             .trim()
             .parse::<u32>()
             .map_err(|_| {
-                Error::misconfigured("the setting `request_timeout_ms` is not a number of milliseconds")
+                Error::misconfigured(
+                    "the setting `request_timeout_ms` is not a number of milliseconds",
+                )
             })?;
         let mut request = http::post(&url).json(&body).timeout_ms(timeout);
         if secrets::available(API_KEY) {

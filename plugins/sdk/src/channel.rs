@@ -32,6 +32,7 @@
 //!                 .and_then(|ts| ts.parse().ok())
 //!                 .unwrap_or(0),
 //!             kind: InboundKind::Text(text),
+//!             account: None,
 //!         }])
 //!     }
 //!
@@ -79,8 +80,13 @@ pub trait Channel {
 
     /// Shows a typing indicator or a seen mark: one request, no waiting. The default shows
     /// nothing (a channel without them).
-    fn act(user_id: String, action: SenderAction, ctx: &Context) -> Result<(), Error> {
-        let _ = (user_id, action, ctx);
+    fn act(
+        user_id: String,
+        account: Option<String>,
+        action: SenderAction,
+        ctx: &Context,
+    ) -> Result<(), Error> {
+        let _ = (user_id, account, action, ctx);
         Ok(())
     }
 
@@ -88,10 +94,11 @@ pub trait Channel {
     /// object. The default: a channel without profiles (`{}`).
     fn profile(
         user_id: String,
+        account: Option<String>,
         fields: Vec<String>,
         ctx: &Context,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-        let _ = (user_id, fields, ctx);
+        let _ = (user_id, account, fields, ctx);
         Ok(serde_json::Map::new())
     }
 }
@@ -109,16 +116,23 @@ impl<T: Channel> Guest for T {
         <T as Channel>::send(message, &Context::from(context)).map_err(WitError::from)
     }
 
-    fn act(user_id: String, action: SenderAction, context: CallContext) -> Result<(), WitError> {
-        <T as Channel>::act(user_id, action, &Context::from(context)).map_err(WitError::from)
+    fn act(
+        user_id: String,
+        account: Option<String>,
+        action: SenderAction,
+        context: CallContext,
+    ) -> Result<(), WitError> {
+        <T as Channel>::act(user_id, account, action, &Context::from(context))
+            .map_err(WitError::from)
     }
 
     fn profile(
         user_id: String,
+        account: Option<String>,
         fields: Vec<String>,
         context: CallContext,
     ) -> Result<String, WitError> {
-        <T as Channel>::profile(user_id, fields, &Context::from(context))
+        <T as Channel>::profile(user_id, account, fields, &Context::from(context))
             .map(|profile| serde_json::Value::Object(profile).to_string())
             .map_err(WitError::from)
     }
@@ -180,6 +194,7 @@ impl OutboundMessage {
             buttons: Vec::new(),
             tag: None,
             origin: Origin::Reply,
+            account: None,
             last_user_message_ms: None,
         }
     }

@@ -80,6 +80,7 @@ impl Event {
             event_id: self.id,
             timestamp_ms: self.ts,
             kind,
+            account: None,
         }))
     }
 }
@@ -141,6 +142,7 @@ impl Channel for TestChannel {
                     event_id: format!("parse-{parses}"),
                     timestamp_ms: 0,
                     kind: InboundKind::Text(parses.to_string()),
+                    account: None,
                 }]);
             }
             Some("spin") => loop {

@@ -49,7 +49,7 @@ fn secrets() -> MemorySecrets {
 /// loopback, where the fake server listens.
 fn local(manifest: String) -> String {
     let graph = r#"["https://graph.facebook.com"]"#;
-    assert_eq!(manifest.matches(graph).count(), 2, "{manifest}");
+    assert_eq!(manifest.matches(graph).count(), 3, "{manifest}");
     manifest.replace(graph, r#"["http://127.0.0.1:*"]"#)
 }
 
@@ -59,9 +59,19 @@ fn messenger_at(
     graph_base: Option<&str>,
     secrets: MemorySecrets,
 ) -> (PluginHost, Arc<PluginKv>, tempfile::TempDir) {
+    messenger_with(graph_base, secrets, &[])
+}
+
+/// [`messenger_at`] with more settings.
+fn messenger_with(
+    graph_base: Option<&str>,
+    secrets: MemorySecrets,
+    more: &[(&str, &str)],
+) -> (PluginHost, Arc<PluginKv>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let manifest = install(dir.path(), "messenger", local);
     let mut settings = BTreeMap::from([("verify_token".to_string(), VERIFY_TOKEN.to_string())]);
+    settings.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     if let Some(base) = graph_base {
         settings.insert("graph_base".into(), base.into());
     }
@@ -627,6 +637,7 @@ fn text(text: &str) -> OutboundMessage {
         quick_replies: Vec::new(),
         buttons: Vec::new(),
         origin: Origin::Reply,
+        account: None,
         tag: None,
         last_user_message_ms: Some(now_ms() - HOUR_MS),
     }
@@ -741,7 +752,7 @@ fn a_sender_action_is_one_request_without_waiting() {
         (SenderAction::MarkSeen, "mark_seen"),
     ] {
         let started = Instant::now();
-        host.channel_act("messenger", PSID, action, &send_call(1))
+        host.channel_act("messenger", PSID, None, action, &send_call(1))
             .unwrap();
         assert!(started.elapsed() < Duration::from_millis(500));
         let seen = graph.requests();
@@ -914,7 +925,7 @@ fn the_profile_asks_only_for_the_fields_wanted() {
     let (graph, host, _, _dir) = ready();
     let fields = vec!["first_name".to_string(), "secret_field".to_string()];
     let profile = host
-        .channel_profile("messenger", PSID, &fields, &send_call(1))
+        .channel_profile("messenger", PSID, None, &fields, &send_call(1))
         .unwrap();
     let seen = graph.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -931,7 +942,7 @@ fn the_profile_asks_only_for_the_fields_wanted() {
     assert_eq!(profile.len(), 1, "{profile:?}");
     // Nothing wanted that Meta has: nothing asked.
     let none = host
-        .channel_profile("messenger", PSID, &["x".to_string()], &send_call(2))
+        .channel_profile("messenger", PSID, None, &["x".to_string()], &send_call(2))
         .unwrap();
     assert!(none.is_empty());
     assert_eq!(graph.requests().len(), 1);
@@ -1120,4 +1131,59 @@ fn network_errors_are_retryable() {
     let (host, _, _dir) = messenger_at(Some(&closed), secrets());
     let err = send(&host, &text("Hello")).unwrap_err();
     assert!(matches!(&err, PluginError::Retryable(_)), "{err:?}");
+}
+
+#[test]
+fn many_pages_on_one_app_each_answer_with_their_own_token() {
+    let graph = Graph::start("page-two-token");
+    let secrets = MemorySecrets::new()
+        .with("messenger_app_secret", APP_SECRET)
+        .with("messenger_page_token_111", "page-one-token")
+        .with("messenger_page_token_222", "page-two-token")
+        // A default token is never used for a page of the list, nor for one outside it.
+        .with("messenger_page_token", "another-page-token");
+    let (host, _, _dir) = messenger_with(Some(&graph.url), secrets, &[("pages", "111, 222")]);
+    let entry = |page: &str, mid: &str| {
+        json!({"id": page, "time": 1, "messaging": [
+            {"sender": {"id": PSID}, "recipient": {"id": page}, "timestamp": 1,
+             "message": {"mid": mid, "text": "hi"}},
+        ]})
+    };
+    let body = json!({"object": "page", "entry": [
+        entry("111", "m_one"), entry("222", "m_two"), entry("333", "m_three"),
+    ]})
+    .to_string();
+    let events = parse(&host, body.as_bytes()).unwrap();
+    let got: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.event_id.as_str(), e.account.as_deref()))
+        .collect();
+    // Page 333 is not served: acknowledged, never routed.
+    assert_eq!(got, [("m_one", Some("111")), ("m_two", Some("222"))]);
+
+    let mut reply = text("From page two");
+    reply.account = Some("222".into());
+    send(&host, &reply).unwrap();
+    assert_eq!(
+        graph.requests()[0].query("access_token"),
+        Some("page-two-token")
+    );
+    // Page one's token is not what this fake accepts: the reply went out with page one's.
+    reply.account = Some("111".into());
+    let err = send(&host, &reply).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Misconfigured(m) if m.contains("invalid page token")),
+        "{err:?}"
+    );
+    assert_eq!(
+        graph.requests()[1].query("access_token"),
+        Some("page-one-token")
+    );
+    // A page outside the list, or none: nothing is sent.
+    for account in [Some("333"), None] {
+        reply.account = account.map(str::to_string);
+        let err = send(&host, &reply).unwrap_err();
+        assert!(matches!(&err, PluginError::Misconfigured(_)), "{err:?}");
+    }
+    assert_eq!(graph.requests().len(), 2);
 }

@@ -354,6 +354,7 @@ fn message() -> OutboundMessage {
         ],
         buttons: vec![Button::Postback(("Help".into(), "HELP".into()))],
         origin: Origin::Reply,
+        account: None,
         tag: None,
         last_user_message_ms: None,
     }

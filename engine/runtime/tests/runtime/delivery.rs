@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use influxify_core::Status;
 use influxify_core::conversation::{Effect, Origin, Outbound};
-use influxify_runtime::{BoxFuture, EffectError, EffectHandler};
+use influxify_runtime::{BoxFuture, EffectError, EffectHandler, Reach};
 use influxify_store::{ConversationKey, Inbound, Ingested, MemoryStore, Store};
 
 use crate::*;
@@ -576,9 +576,9 @@ impl EffectHandler for Notices {
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
-        last_user_at: Option<u64>,
+        reach: Reach<'a>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
-        self.recorder.send(conversation, message, key, last_user_at)
+        self.recorder.send(conversation, message, key, reach)
     }
 
     fn call<'a>(

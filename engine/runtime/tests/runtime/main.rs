@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use influxify_core::Event;
 use influxify_core::conversation::{Effect, Origin, Outbound, UserMessage};
-use influxify_runtime::{BoxFuture, Config, EffectError, EffectHandler, Runtime};
+use influxify_runtime::{BoxFuture, Config, EffectError, EffectHandler, Reach, Runtime};
 use influxify_store::{ConversationKey, Inbound, MemoryStore, Store};
 
 /// Records what the runtime does to the world; plugin answers and send failures are scripted.
@@ -59,7 +59,7 @@ impl EffectHandler for Recorder {
         conversation: &'a ConversationKey,
         message: &'a Outbound,
         key: &'a str,
-        last_user_at: Option<u64>,
+        reach: Reach<'a>,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
             if let Some(err) = self.send_failures.lock().unwrap().pop_front() {
@@ -70,7 +70,7 @@ impl EffectHandler for Recorder {
                 message.text.clone(),
                 key.to_string(),
             ));
-            self.last_user.lock().unwrap().push(last_user_at);
+            self.last_user.lock().unwrap().push(reach.last_user_at);
             self.origins.lock().unwrap().push(message.origin);
             self.sent_at.lock().unwrap().push(std::time::Instant::now());
             Ok(())
@@ -80,6 +80,7 @@ impl EffectHandler for Recorder {
     fn typing<'a>(
         &'a self,
         conversation: &'a ConversationKey,
+        _reach: Reach<'a>,
         ms: u64,
         _key: &'a str,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
@@ -96,6 +97,7 @@ impl EffectHandler for Recorder {
     fn profile<'a>(
         &'a self,
         conversation: &'a ConversationKey,
+        _reach: Reach<'a>,
         fields: &'a [String],
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, EffectError>> {
         Box::pin(async move {
