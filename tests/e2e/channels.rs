@@ -312,6 +312,30 @@ impl Bot {
         )
     }
 
+    /// Waits until the runtime is idle and the conversation has no effect left to run (or is
+    /// paused with one): under load a quiesce has been seen to answer while a timer's turn still
+    /// had a send to make, so the conversation's own outbox is the last word.
+    fn settle(&self, channel: &str, user: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.quiesce()?;
+            let settled = match self.inspect(channel, user)? {
+                Some(detail) => {
+                    detail["outbox"].as_array().is_none_or(Vec::is_empty)
+                        || detail["record"]["paused"].is_string()
+                }
+                None => true,
+            };
+            if settled {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("the conversation still had effects to run after 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The admin API's view of a conversation; `None` before it exists.
     fn inspect(&self, channel: &str, user: &str) -> Result<Option<Value>, String> {
         match self.api(
@@ -654,7 +678,7 @@ fn play(bot: &Bot, spec: &TestFile, case: &Case, user: &mut dyn EndUser) -> Resu
             Input::Operator(_) | Input::Resume => bot.operator(channel, &id, &input),
             Input::Reset => Err("a reset is not a turn of a test file".into()),
         };
-        if let Err(why) = acted.and_then(|()| bot.quiesce()) {
+        if let Err(why) = acted.and_then(|()| bot.settle(channel, &id)) {
             return Err(turn_failure(t, &said, &[why], &transcript));
         }
         let record = recorded(&bot.record(channel, &id)?, &mut seen);
