@@ -33,10 +33,10 @@ use hmac::{Mac, digest::KeyInit};
 
 use crate::{cargo, root, run};
 
-const APP_SECRET: &str = "load-test-app-secret";
+pub(crate) const APP_SECRET: &str = "load-test-app-secret";
 
 /// One reply per message (each message after the end starts the flow again).
-const ECHO: &str = r#"
+pub(crate) const ECHO: &str = r#"
 id: load
 start: reply
 nodes:
@@ -141,7 +141,7 @@ fn options(args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -152,21 +152,21 @@ impl Drop for Killed {
 
 /// What the fake Graph API saw.
 #[derive(Default)]
-struct GraphSeen {
+pub(crate) struct GraphSeen {
     /// Messages sent (not sender actions).
-    messages: AtomicU64,
+    pub(crate) messages: AtomicU64,
     /// Sender actions (typing indicators).
     actions: AtomicU64,
     /// Texts seen more than once: replies delivered twice.
-    duplicates: AtomicU64,
-    texts: Mutex<HashSet<String>>,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) texts: Mutex<HashSet<String>>,
     /// When each probe user's reply arrived.
     probes: Mutex<HashMap<String, Instant>>,
 }
 
 /// A fake Graph API: answers every request with a Send API success, keeping connections open,
 /// and counts what arrives.
-fn fake_graph() -> Result<(String, Arc<GraphSeen>), String> {
+pub(crate) fn fake_graph() -> Result<(String, Arc<GraphSeen>), String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let seen = Arc::new(GraphSeen::default());
@@ -251,7 +251,7 @@ fn serve_graph(stream: TcpStream, seen: &GraphSeen) {
     }
 }
 
-fn signature(body: &str) -> String {
+pub(crate) fn signature(body: &str) -> String {
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(APP_SECRET.as_bytes())
         .expect("any key length");
     mac.update(body.as_bytes());
@@ -273,7 +273,7 @@ fn message_id(i: usize) -> String {
 }
 
 /// A Messenger webhook body: one text message from `user`.
-fn payload(user: &str, timestamp: u128, id: usize, text: &str) -> String {
+pub(crate) fn payload(user: &str, timestamp: u128, id: usize, text: &str) -> String {
     format!(
         r#"{{"object":"page","entry":[{{"id":"1691462197845448","time":{timestamp},"messaging":[{{"sender":{{"id":"{user}"}},"recipient":{{"id":"1691462197845448"}},"timestamp":{timestamp},"message":{{"mid":"{}","text":"{text}"}}}}]}}]}}"#,
         message_id(id)
@@ -415,7 +415,7 @@ fn busy_load(port: u16, rate: u32, users: u32, until: Instant) -> Busy {
 }
 
 /// Reads one HTTP/1.1 response; its status.
-fn read_response(reader: &mut BufReader<TcpStream>) -> Option<u16> {
+pub(crate) fn read_response(reader: &mut BufReader<TcpStream>) -> Option<u16> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let status = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -465,7 +465,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn install(work: &Path, graph: &str, names: &[&str]) -> Result<(), String> {
+pub(crate) fn install(work: &Path, graph: &str, names: &[&str]) -> Result<(), String> {
     let built = root().join("plugins/target/wasm32-wasip2/release");
     for name in names {
         let source = root().join("plugins").join(name);

@@ -12,6 +12,8 @@
 //!   webhook under `wrk` (release build, the Messenger channel, a fake Graph API that counts the
 //!   replies); prints throughput, latency, reply lag and memory; `all` runs the flows one after
 //!   another and prints each as a fraction of the bare handler and of the silent flow.
+//! - `cargo xtask repeats [--kills N] [--rate N]`: the replies a SIGKILL makes Messenger users
+//!   see twice, under load and on an idle server.
 //! - `cargo xtask fuzz [SECONDS]`: each fuzz target of `engine/fuzz` for a short while.
 //! - `cargo xtask ci`: formatting and lint checks, then `test` (what `.ci/run` runs).
 //! - `cargo xtask schemas`: regenerates the committed JSON Schemas in `schemas/`.
@@ -23,6 +25,7 @@ mod browser;
 mod fuzz;
 mod llm;
 mod load;
+mod repeats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         ),
         "load" => load::load(&std::env::args().skip(2).collect::<Vec<_>>()),
         "bare-webhook" => bare::serve(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "repeats" => repeats::repeats(&std::env::args().skip(2).collect::<Vec<_>>()),
         "serve" => serve(std::env::args().skip(2).collect()),
         "ci" => ci(),
         "schemas" => schemas(),
