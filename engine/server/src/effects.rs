@@ -31,6 +31,14 @@ pub struct ChannelEffects {
     transcripts: Option<Arc<Transcripts>>,
 }
 
+/// Where a conversation's messages go.
+enum Route<'a> {
+    /// The first-party web chat, which lives in the server (it holds the pages' connections).
+    WebChat(&'a WebChat),
+    /// The channel plugin named by the conversation's channel.
+    Plugin,
+}
+
 /// The host's instance slots left to effects (the rest serve webhooks).
 pub const EFFECT_SLOTS: usize = influxify_plugin_host::MAX_CONCURRENT_CALLS as usize / 2;
 
@@ -71,7 +79,7 @@ impl ChannelEffects {
         key: &str,
         reach: Reach<'_>,
     ) -> Result<(), EffectError> {
-        if let (Some(webchat), webchat::CHANNEL) = (&self.webchat, conversation.channel.as_str()) {
+        if let Route::WebChat(webchat) = self.route(conversation) {
             webchat.deliver(&conversation.user, message, key).await;
             return Ok(());
         }
@@ -88,6 +96,14 @@ impl ChannelEffects {
             started,
         );
         sent.map(|_| ()).map_err(effect_error)
+    }
+
+    /// Where `conversation`'s messages go: the one place that tells channels apart.
+    fn route(&self, conversation: &ConversationKey) -> Route<'_> {
+        match (&self.webchat, conversation.channel.as_str()) {
+            (Some(webchat), webchat::CHANNEL) => Route::WebChat(webchat),
+            _ => Route::Plugin,
+        }
     }
 
     /// Runs a plugin call on the background pool once one of the effects' slots is free; with
@@ -193,9 +209,7 @@ impl EffectHandler for ChannelEffects {
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), EffectError>> {
         Box::pin(async move {
-            if let (Some(webchat), webchat::CHANNEL) =
-                (&self.webchat, conversation.channel.as_str())
-            {
+            if let Route::WebChat(webchat) = self.route(conversation) {
                 webchat.typing(&conversation.user, ms, key);
                 return Ok(());
             }
@@ -225,7 +239,7 @@ impl EffectHandler for ChannelEffects {
         fields: &'a [String],
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, EffectError>> {
         Box::pin(async move {
-            if conversation.channel == webchat::CHANNEL {
+            if let Route::WebChat(_) = self.route(conversation) {
                 // The page gives the profile when it opens its session.
                 return Ok(serde_json::Map::new());
             }

@@ -12,6 +12,7 @@ pub mod background;
 pub mod config;
 mod effects;
 mod files;
+mod inbound;
 pub mod metrics;
 pub mod openapi;
 pub mod playground;

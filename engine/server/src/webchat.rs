@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::AppState;
+use crate::inbound::Accepted;
 use crate::reply::{error, json};
 
 /// The channel name conversations on the web chat carry.
@@ -428,26 +429,18 @@ pub async fn post_message(
         payload: posted.payload,
         ..UserMessage::default()
     };
-    let mut inbound = vec![Inbound::new(
+    let inbound = vec![Inbound::new(
         ConversationKey::new(CHANNEL, user),
         id.clone(),
         now_ms(),
         Event::User(message),
     )];
-    let commands = crate::privacy::take_commands(&state.privacy, &mut inbound);
-    if !commands.is_empty() {
-        let state = state.clone();
-        tokio::spawn(async move { crate::privacy::run_commands(&state, commands).await });
-        return json(
+    match crate::inbound::accept(&state, inbound, started).await {
+        Ok(Accepted::Nothing) => json(
             StatusCode::ACCEPTED,
             &serde_json::json!({ "id": id, "duplicate": false }),
-        );
-    }
-    let said = state.privacy.transcript_lines(&inbound);
-    match state.runtime.ingest(inbound).await {
-        Ok(ingested) => {
-            state.privacy.transcribe_new(&said, &ingested);
-            state.metrics.ingest_latency.observe(started.elapsed());
+        ),
+        Ok(Accepted::Ingested(ingested)) => {
             let duplicate = matches!(ingested.first(), Some(Ingested::Duplicate));
             let restricted = matches!(ingested.first(), Some(Ingested::Restricted));
             json(

@@ -111,25 +111,12 @@ pub async fn receive(
             return failure(&err);
         }
     };
-    let mut inbound: Vec<Inbound> = events
+    let inbound: Vec<Inbound> = events
         .into_iter()
         .map(|e| to_inbound(&channel, e))
         .collect();
-    let commands = crate::privacy::take_commands(&state.privacy, &mut inbound);
-    if !commands.is_empty() {
-        let state = state.clone();
-        tokio::spawn(async move { crate::privacy::run_commands(&state, commands).await });
-    }
-    if inbound.is_empty() {
-        return text(StatusCode::OK, "ok");
-    }
-    let said = state.privacy.transcript_lines(&inbound);
-    match state.runtime.ingest(inbound).await {
-        Ok(results) => {
-            state.privacy.transcribe_new(&said, &results);
-            state.metrics.ingest_latency.observe(started.elapsed());
-            text(StatusCode::OK, "ok")
-        }
+    match crate::inbound::accept(&state, inbound, started).await {
+        Ok(_) => text(StatusCode::OK, "ok"),
         Err(err) => {
             tracing::error!(channel, error = %err, "webhook events could not be stored; the channel will redeliver");
             text(StatusCode::SERVICE_UNAVAILABLE, "try again")
