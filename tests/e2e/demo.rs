@@ -82,7 +82,7 @@ fn the_shipped_configuration_serves_the_demo_bot() {
     assert!(status.success(), "{status:?}");
     let served = serve_with(&args, &[]);
     let token = ada.token.clone();
-    let mut again = WebChatUser::resume(&served.addr, &token);
+    let mut again = WebChatUser::resume(&served.addr, &token, ada.last_id.as_deref());
     assert_eq!(
         again
             .post(serde_json::json!({"text": "Book an appointment", "payload": "booking"}))

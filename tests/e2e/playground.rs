@@ -100,7 +100,8 @@ fn a_designer_chats_with_a_flow_and_watches_it_move_in_the_browser() {
             "What's your name?",
             "Nice to meet you, Ada.",
             "Pick a colour.",
-            "Red it is.",
+            // The tap's payload is the answer (its title only beside it).
+            "RED it is.",
             "How was it, from 1 to 5?",
         ],
     );
@@ -108,7 +109,7 @@ fn a_designer_chats_with_a_flow_and_watches_it_move_in_the_browser() {
         (picked(b) == "feedback").then_some(())
     });
     wait_current(&browser, "rate");
-    wait_variable(&browser, "colour", "Red");
+    wait_variable(&browser, "colour", "RED");
     assert!(browser.find("#quick-replies button").is_none());
 
     // Picking the calling flow by hand draws it, without a highlight: the conversation is in

@@ -136,6 +136,8 @@ pub struct WebChatUser {
     pub token: String,
     /// The user id.
     pub user: String,
+    /// The id of the last event read (what a page sends back as `Last-Event-ID`).
+    pub last_id: Option<String>,
     events: BufReader<TcpStream>,
 }
 
@@ -163,6 +165,7 @@ impl WebChatUser {
             addr: addr.to_string(),
             token,
             user,
+            last_id: None,
             events,
         }
     }
@@ -201,14 +204,16 @@ impl WebChatUser {
         reader
     }
 
-    /// The user of an earlier session, `token`, on a (possibly restarted) server.
-    pub fn resume(addr: &str, token: &str) -> Self {
+    /// The user of an earlier session, `token`, on a (possibly restarted) server, whose page
+    /// last read event `last`.
+    pub fn resume(addr: &str, token: &str, last: Option<&str>) -> Self {
         let user = token.split('.').next().unwrap_or_default().to_string();
         WebChatUser {
             addr: addr.to_string(),
             token: token.to_string(),
             user,
-            events: Self::stream(addr, token, None),
+            last_id: last.map(str::to_string),
+            events: Self::stream(addr, token, last),
         }
     }
 
@@ -266,6 +271,7 @@ impl WebChatUser {
             let line = complete.trim_end_matches(['\r', '\n']);
             if line.is_empty() {
                 if !data.is_empty() {
+                    self.last_id = Some(id.clone());
                     return Some(SseEvent {
                         id,
                         event,

@@ -151,3 +151,54 @@ fn a_page_chats_with_the_bot_over_the_web_chat_channel() {
         "nothing was processed"
     );
 }
+
+/// A reply the page had not read when the server was killed (SIGKILL) reaches it once after the
+/// restart: the replay buffer is on disk, with the same event ids, and `Last-Event-ID` from
+/// before the kill still counts.
+#[test]
+fn a_reply_the_page_had_not_read_survives_a_kill() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("flows")).unwrap();
+    std::fs::write(work.path().join("flows/hello.yaml"), FLOW).unwrap();
+    let plugins = work.path().join("plugins");
+    let served = serve(work.path(), "hello", &plugins, &[]);
+    let mut ada = WebChatUser::open(&served.addr);
+    ada.say("hi");
+    assert_eq!(ada.replies(1, WAIT), ["Hi there! What's your name?"]);
+    let read = ada.last_id.clone().unwrap();
+    // The page stops reading (its tab is asleep); another tab of the same session sees the
+    // replies go out, so they were delivered before the kill.
+    ada.say("Ada");
+    let mut tab = WebChatUser::resume(&served.addr, &ada.token, Some(&read));
+    assert_eq!(
+        tab.replies(2, WAIT),
+        ["Nice to meet you, Ada.", "Say something."]
+    );
+    let delivered = tab.last_id.clone().unwrap();
+    let token = ada.token.clone();
+    drop(tab);
+    drop(ada);
+    drop(served); // SIGKILL
+
+    let served = serve(work.path(), "hello", &plugins, &[]);
+    let mut page = WebChatUser::resume(&served.addr, &token, Some(&read));
+    let mut events = Vec::new();
+    while let Some(event) = page.next_event(Duration::from_secs(2)) {
+        events.push(event);
+    }
+    let texts: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event == "message")
+        .map(|e| e.data["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        texts,
+        ["Nice to meet you, Ada.", "Say something."],
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().unwrap().id,
+        delivered,
+        "the same ids after the restart"
+    );
+}

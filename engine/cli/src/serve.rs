@@ -198,8 +198,8 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         Some(ttl) => Some(Arc::new(Transcripts::open(sled.db(), ttl.as_millis())?)),
         None => None,
     };
+    let webchat = Arc::new(WebChat::sealed(&secrets)?.with_replay(sled.db())?);
     let store: Arc<dyn Store> = Arc::new(sled);
-    let webchat = Arc::new(WebChat::sealed(&secrets)?);
     let metrics = Arc::new(Metrics::default());
     let mut effects = ChannelEffects::new(host.clone())?
         .with_webchat(webchat.clone())

@@ -109,6 +109,8 @@ pub struct SweepReport {
     pub audit_entries: usize,
     /// Transcript lines older than the bot's transcript period.
     pub transcript_lines: usize,
+    /// Web chat replies kept for a reconnecting page, older than 15 minutes.
+    pub webchat_replies: usize,
 }
 
 /// A privacy operation failed.
@@ -317,6 +319,9 @@ impl Privacy {
             .map_err(|e| influxify_runtime::RuntimeError::Refused(e.to_string()))??;
         if let Some(transcripts) = &self.transcripts {
             report.transcript_lines = transcripts.sweep()?;
+        }
+        if let Some(webchat) = &self.webchat {
+            report.webchat_replies = webchat.sweep_replay();
         }
         report.audit_entries = self
             .audit

@@ -40,24 +40,109 @@ pub const CHANNEL: &str = "webchat";
 const REPLAY: usize = 64;
 /// Above this many mailboxes, idle ones are dropped when a new one is made.
 const MAX_MAILBOXES: usize = 10_000;
-/// Users whose mailbox nobody listened to for this long are forgotten.
+/// Users whose mailbox nobody listened to for this long are forgotten; replies older than this
+/// are not replayed.
 const IDLE: Duration = Duration::from_secs(15 * 60);
+/// [`IDLE`] in milliseconds.
+const IDLE_MS: u64 = 15 * 60 * 1000;
 /// The longest message text accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 4096;
 /// The longest quick-reply payload or client message id accepted, in bytes.
 const MAX_ID_BYTES: usize = 256;
 
 /// One thing sent to a page: a message or a typing indicator.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Delivery {
     /// Position in the user's stream (the SSE event id).
     seq: u64,
     /// `message` or `typing`.
-    kind: &'static str,
+    kind: String,
     /// The event's JSON.
     data: String,
     /// The effect's idempotency key, so that a repeated effect is shown once.
     key: String,
+    /// When it was sent (milliseconds since the Unix epoch): it is replayed for [`IDLE`].
+    #[serde(default)]
+    at: u64,
+}
+
+/// The replay buffer on disk: the last [`REPLAY`] deliveries of each user for [`IDLE`], so that
+/// a page reconnecting after a restart (or a crash) gets every reply once. Keys are
+/// `[user length u16][user][seq u64]`; the stream's id prefix is kept under [`BOOT_KEY`]. Made
+/// durable with the store's flushes (a delivery is written before its effect is removed from
+/// the outbox); erased with the user.
+#[derive(Debug)]
+struct Replay {
+    tree: sled::Tree,
+}
+
+/// Where the replay tree keeps the event-id prefix (a user key is never this short).
+const BOOT_KEY: &[u8] = b"boot";
+
+impl Replay {
+    fn prefix(user: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(2 + user.len() + 8);
+        key.extend_from_slice(&u16::try_from(user.len()).unwrap_or(u16::MAX).to_be_bytes());
+        key.extend_from_slice(user.as_bytes());
+        key
+    }
+
+    fn key(user: &str, seq: u64) -> Vec<u8> {
+        let mut key = Replay::prefix(user);
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    /// The user's deliveries still worth replaying, oldest first (expired ones are removed).
+    fn load(&self, user: &str, now: u64) -> Vec<Delivery> {
+        let mut kept = Vec::new();
+        for (key, value) in self.tree.scan_prefix(Replay::prefix(user)).flatten() {
+            match serde_json::from_slice::<Delivery>(&value) {
+                Ok(delivery) if now.saturating_sub(delivery.at) < IDLE_MS => kept.push(delivery),
+                _ => {
+                    let _ = self.tree.remove(key);
+                }
+            }
+        }
+        kept
+    }
+
+    fn store(&self, user: &str, delivery: &Delivery) {
+        match serde_json::to_vec(delivery) {
+            Ok(value) => {
+                if let Err(err) = self.tree.insert(Replay::key(user, delivery.seq), value) {
+                    tracing::error!(error = %err, "a web chat reply was not kept for replay");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "a web chat reply was not kept for replay"),
+        }
+    }
+
+    fn remove(&self, user: &str, seq: u64) {
+        let _ = self.tree.remove(Replay::key(user, seq));
+    }
+
+    fn forget(&self, user: &str) {
+        for (key, _) in self.tree.scan_prefix(Replay::prefix(user)).flatten() {
+            let _ = self.tree.remove(key);
+        }
+    }
+
+    /// Removes every delivery older than [`IDLE`]; how many.
+    fn sweep(&self, now: u64) -> usize {
+        let mut removed = 0;
+        for (key, value) in self.tree.iter().flatten() {
+            if key.as_ref() == BOOT_KEY {
+                continue;
+            }
+            let expired = serde_json::from_slice::<Delivery>(&value)
+                .map_or(true, |d| now.saturating_sub(d.at) >= IDLE_MS);
+            if expired && self.tree.remove(key).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
 }
 
 struct Mailbox {
@@ -87,6 +172,8 @@ pub struct WebChat {
     users: Mutex<HashMap<String, Mailbox>>,
     /// Set when the server stops: open event streams end, so that shutdown is not held up.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The replay buffer on disk, when the web chat has one (`serve` does).
+    replay: Option<Replay>,
 }
 
 impl std::fmt::Debug for WebChat {
@@ -101,6 +188,9 @@ pub enum WebChatError {
     /// No randomness.
     #[error("the system random generator failed")]
     Random,
+    /// The replay buffer's store failed.
+    #[error("the web chat replay buffer: {0}")]
+    Store(String),
     /// The session key could not be read from or stored in the secrets.
     #[error("the web chat session key: {0}")]
     Secrets(String),
@@ -125,7 +215,55 @@ impl WebChat {
             key: hmac::Key::new(hmac::HMAC_SHA256, key),
             users: Mutex::new(HashMap::new()),
             closing: tokio::sync::watch::channel(false).0,
+            replay: None,
         }
+    }
+
+    /// Keeps the replay buffer in `db`'s `webchat_replay` tree, so that it outlives restarts:
+    /// the event-id prefix is kept there too, and replies older than 15 minutes are swept now.
+    pub fn with_replay(mut self, db: &sled::Db) -> Result<Self, WebChatError> {
+        let tree = db
+            .open_tree("webchat_replay")
+            .map_err(|err| WebChatError::Store(err.to_string()))?;
+        match tree.get(BOOT_KEY) {
+            Ok(Some(boot)) => self.boot = String::from_utf8_lossy(&boot).into_owned(),
+            Ok(None) => {
+                tree.insert(BOOT_KEY, self.boot.as_bytes())
+                    .map_err(|err| WebChatError::Store(err.to_string()))?;
+            }
+            Err(err) => return Err(WebChatError::Store(err.to_string())),
+        }
+        let replay = Replay { tree };
+        let swept = replay.sweep(now_ms());
+        if swept > 0 {
+            tracing::info!(
+                swept,
+                "expired web chat replies removed from the replay buffer"
+            );
+        }
+        self.replay = Some(replay);
+        Ok(self)
+    }
+
+    /// Removes replies older than 15 minutes from the replay buffer on disk; how many.
+    pub fn sweep_replay(&self) -> usize {
+        self.replay.as_ref().map_or(0, |r| r.sweep(now_ms()))
+    }
+
+    /// The user's mailbox, made (and its replay buffer read from disk) when needed.
+    fn mailbox<'m>(&self, users: &'m mut HashMap<String, Mailbox>, user: &str) -> &'m mut Mailbox {
+        if users.len() > MAX_MAILBOXES && !users.contains_key(user) {
+            users.retain(|_, m| m.live.receiver_count() > 0 || m.touched.elapsed() < IDLE);
+        }
+        users.entry(user.to_string()).or_insert_with(|| {
+            let mut mailbox = Mailbox::new();
+            if let Some(replay) = &self.replay {
+                let kept = replay.load(user, now_ms());
+                mailbox.next = kept.last().map_or(1, |d| d.seq + 1);
+                mailbox.recent = kept.into();
+            }
+            mailbox
+        })
     }
 
     /// Ends every open event stream (the server is stopping; pages reconnect with
@@ -213,23 +351,27 @@ impl WebChat {
         let Ok(mut users) = self.users.lock() else {
             return;
         };
-        if users.len() > MAX_MAILBOXES && !users.contains_key(user) {
-            users.retain(|_, m| m.live.receiver_count() > 0 || m.touched.elapsed() < IDLE);
-        }
-        let mailbox = users.entry(user.to_string()).or_insert_with(Mailbox::new);
+        let mailbox = self.mailbox(&mut users, user);
         if mailbox.recent.iter().any(|d| d.key == key) {
             return;
         }
         let delivery = Delivery {
             seq: mailbox.next,
-            kind,
+            kind: kind.to_string(),
             data,
             key: key.to_string(),
+            at: now_ms(),
         };
         mailbox.next += 1;
         mailbox.touched = Instant::now();
-        if mailbox.recent.len() == REPLAY {
-            mailbox.recent.pop_front();
+        if mailbox.recent.len() == REPLAY
+            && let Some(oldest) = mailbox.recent.pop_front()
+            && let Some(replay) = &self.replay
+        {
+            replay.remove(user, oldest.seq);
+        }
+        if let Some(replay) = &self.replay {
+            replay.store(user, &delivery);
         }
         mailbox.recent.push_back(delivery.clone());
         let _ = mailbox.live.send(delivery);
@@ -247,6 +389,9 @@ impl WebChat {
         {
             mailbox.recent.clear();
         }
+        if let Some(replay) = &self.replay {
+            replay.forget(&key.user);
+        }
     }
 
     /// What was sent after `after`, then everything sent from now on.
@@ -256,10 +401,7 @@ impl WebChat {
         after: u64,
     ) -> (VecDeque<Delivery>, broadcast::Receiver<Delivery>) {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if users.len() > MAX_MAILBOXES && !users.contains_key(user) {
-            users.retain(|_, m| m.live.receiver_count() > 0 || m.touched.elapsed() < IDLE);
-        }
-        let mailbox = users.entry(user.to_string()).or_insert_with(Mailbox::new);
+        let mailbox = self.mailbox(&mut users, user);
         mailbox.touched = Instant::now();
         let missed = mailbox
             .recent
