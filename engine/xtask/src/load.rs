@@ -493,6 +493,49 @@ pub(crate) fn install(work: &Path, graph: &str, names: &[&str]) -> Result<(), St
     Ok(())
 }
 
+/// Makes `command` (the `influxify` binary) serve the flows, plugins and data of `work` on
+/// 127.0.0.1:`port`, with the Messenger channel's secrets.
+pub(crate) fn serve_command(command: &mut Command, work: &Path, port: u16) {
+    command
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--entry",
+            "load",
+        ])
+        .arg("--data")
+        .arg(work.join("data"))
+        .arg("--flows")
+        .arg(work.join("flows"))
+        .arg("--plugins")
+        .arg(work.join("plugins"))
+        .env("INFLUXIFY_SECRET_MESSENGER_APP_SECRET", APP_SECRET)
+        .env("INFLUXIFY_SECRET_MESSENGER_PAGE_TOKEN", "page-token")
+        .env(
+            "INFLUXIFY_MASTER_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
+        .current_dir(work)
+        .stdout(Stdio::null());
+}
+
+/// Starts `command` and waits until it accepts connections on `port`.
+pub(crate) fn started(command: &mut Command, port: u16) -> Result<Killed, String> {
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let server = Killed(child);
+    let began = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if began.elapsed() > Duration::from_secs(60) {
+            return Err("the server did not come up".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(server)
+}
+
 /// The figures of one flow's run.
 #[derive(Debug, Default, Clone)]
 struct Summary {
@@ -706,51 +749,22 @@ fn run_flow(options: &Options, binary: &Path, flow_name: &str) -> Result<Summary
     // `INFLUXIFY_LOAD_WRAP="heaptrack -o /tmp/heap"` runs the server under a profiler.
     let wrap = std::env::var("INFLUXIFY_LOAD_WRAP").unwrap_or_default();
     let mut wrap = wrap.split_whitespace();
-    let mut server = match wrap.next() {
-        Some(program) => {
-            let mut command = Command::new(program);
-            command.args(wrap).arg(binary);
-            command
-        }
-        None => Command::new(binary),
+    let server = if flow_name == "bare" {
+        let mut bare = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        bare.args(["bare-webhook", &port.to_string(), APP_SECRET]);
+        started(&mut bare, port)?
+    } else {
+        let mut server = match wrap.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(wrap).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        serve_command(&mut server, &work, port);
+        started(server.env("RUST_LOG", "warn"), port)?
     };
-    if flow_name == "bare" {
-        server = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-        server.args(["bare-webhook", &port.to_string(), APP_SECRET]);
-    }
-    let server = server
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--entry",
-            "load",
-        ])
-        .arg("--data")
-        .arg(work.join("data"))
-        .arg("--flows")
-        .arg(work.join("flows"))
-        .arg("--plugins")
-        .arg(work.join("plugins"))
-        .env("INFLUXIFY_SECRET_MESSENGER_APP_SECRET", APP_SECRET)
-        .env("INFLUXIFY_SECRET_MESSENGER_PAGE_TOKEN", "page-token")
-        .env(
-            "INFLUXIFY_MASTER_KEY",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        )
-        .env("RUST_LOG", "warn")
-        .current_dir(&work)
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let server = Killed(server);
-    let began = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if began.elapsed() > Duration::from_secs(60) {
-            return Err("the server did not come up".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let pid = server.0.id();
     let before = rss_kib(pid);
     // Every 10 s: the server's RSS and how many webhook events it had taken (new and

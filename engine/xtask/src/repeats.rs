@@ -20,7 +20,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::load::{
-    APP_SECRET, ECHO, GraphSeen, Killed, fake_graph, install, payload, read_response, signature,
+    ECHO, GraphSeen, Killed, fake_graph, install, payload, read_response, serve_command, signature,
+    started,
 };
 use crate::{cargo, root, run};
 
@@ -48,41 +49,9 @@ fn options(args: &[String]) -> Result<Options, String> {
 
 /// A server on `port` with its data in `work`, up and answering.
 fn start(binary: &Path, work: &Path, port: u16) -> Result<Killed, String> {
-    let child = Command::new(binary)
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--entry",
-            "load",
-        ])
-        .arg("--data")
-        .arg(work.join("data"))
-        .arg("--flows")
-        .arg(work.join("flows"))
-        .arg("--plugins")
-        .arg(work.join("plugins"))
-        .env("INFLUXIFY_SECRET_MESSENGER_APP_SECRET", APP_SECRET)
-        .env("INFLUXIFY_SECRET_MESSENGER_PAGE_TOKEN", "page-token")
-        .env(
-            "INFLUXIFY_MASTER_KEY",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        )
-        .env("RUST_LOG", "error")
-        .current_dir(work)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let server = Killed(child);
-    let began = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if began.elapsed() > Duration::from_secs(60) {
-            return Err("the server did not come up".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(server)
+    let mut command = Command::new(binary);
+    serve_command(&mut command, work, port);
+    started(command.env("RUST_LOG", "error").stderr(Stdio::null()), port)
 }
 
 /// Posts message `i` until it is answered 200 (a redelivery, as Meta's, when it is not).
