@@ -235,6 +235,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         settings.bot.name
     );
     let state = AppState {
+        human_silence_ms: settings.bot.human_silence.as_millis(),
         runtime: runtime.clone(),
         plugins: host,
         webchat: webchat.clone(),

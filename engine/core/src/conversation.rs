@@ -41,6 +41,11 @@ pub struct ConversationState {
     /// handled once it waits for the user again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queued: Vec<UserMessage>,
+    /// A person answered the user from the channel (the Page Inbox) and the bot keeps quiet
+    /// until then (milliseconds since the Unix epoch): what the user writes meanwhile goes to
+    /// the operator, never answered by the bot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_until: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -66,6 +71,7 @@ impl ConversationState {
             waiting: None,
             seq: 0,
             queued: Vec::new(),
+            silenced_until: None,
         }
     }
 
@@ -255,6 +261,12 @@ pub enum Event {
     },
     /// A human operator acted.
     Operator(OperatorAction),
+    /// A person answered the user from the channel, outside the bot (Messenger's Page Inbox):
+    /// the bot keeps quiet for `silence_ms` after this event's time.
+    PersonReplied {
+        /// How long the bot stays quiet.
+        silence_ms: u64,
+    },
     /// The user's profile changed (e.g. first name from the channel); merged into `user`.
     Profile {
         /// Profile fields.

@@ -112,6 +112,9 @@ impl<'a> Machine<'a> {
             Event::PluginFailed { call, error } => self.on_plugin(*call, Err(error)),
             Event::Timer { timer } => self.on_timer(*timer),
             Event::Operator(action) => self.on_operator(action),
+            Event::PersonReplied { silence_ms } => {
+                self.state.silenced_until = Some(self.now.saturating_add(*silence_ms));
+            }
             Event::Profile { profile } => {
                 let user = self
                     .state
@@ -222,6 +225,18 @@ impl<'a> Machine<'a> {
         {
             self.state.vars.insert("referral".into(), value);
         }
+        if self
+            .state
+            .silenced_until
+            .is_some_and(|until| self.now < until)
+        {
+            // A person is talking with the user: the bot never talks over them.
+            if !message.is_context_only() {
+                self.effects.push(Effect::ForwardToOperator(message));
+            }
+            return;
+        }
+        self.state.silenced_until = None;
         if message.is_context_only() {
             // A referral alone (an m.me link opened in an existing thread, an ad) starts a
             // conversation that has not started, and is never taken as an answer.

@@ -974,6 +974,7 @@ fn event_json(event: &InboundEvent) -> serde_json::Value {
     }
     let fields = match &event.kind {
         InboundKind::Text(text) => serde_json::json!({"kind": "text", "text": text}),
+        InboundKind::PersonReplied => serde_json::json!({"kind": "person_replied"}),
         InboundKind::QuickReply((title, payload)) => {
             serde_json::json!({"kind": "quick_reply", "title": title, "payload": payload})
         }

@@ -164,6 +164,7 @@ fn kind_bytes(kind: &wit_channel::InboundKind) -> usize {
         |r: &wit_channel::Referral| text(&r.reference) + text(&r.source) + text(&r.ad_id);
     match kind {
         InboundKind::Text(words) => words.len(),
+        InboundKind::PersonReplied => 0,
         InboundKind::Referral(r) => referral(r),
         InboundKind::QuickReply((title, payload)) => title.len() + payload.len(),
         InboundKind::Postback(p) => {

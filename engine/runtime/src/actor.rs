@@ -130,6 +130,7 @@ fn summary(event: &Event, timestamp: u64) -> String {
                 .unwrap_or_default()
         ),
         Event::Profile { .. } => "profile".to_string(),
+        Event::PersonReplied { .. } => "a person answered from the channel".to_string(),
     };
     format!("{timestamp} {what}")
 }

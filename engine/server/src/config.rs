@@ -95,6 +95,11 @@ pub struct BotSettings {
     /// What happens to conversations on a node a new version removed: `keep` them on their
     /// version until they end, or `restart` them.
     pub stranded: Stranded,
+    /// How long the bot keeps quiet with a user after a person answered them from the
+    /// channel, outside the bot (Messenger's Page Inbox; the messenger plugin's `app_id`
+    /// setting tells the bot's own messages apart): what the user writes meanwhile goes to the
+    /// operator.
+    pub human_silence: Duration,
 }
 
 impl Default for BotSettings {
@@ -104,6 +109,7 @@ impl Default for BotSettings {
             flows: PathBuf::from("flows"),
             entry: None,
             stranded: Stranded::Keep,
+            human_silence: Duration::from_millis(30 * 60 * 1000),
         }
     }
 }

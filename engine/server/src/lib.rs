@@ -56,6 +56,9 @@ pub struct AppState {
     pub privacy: Arc<privacy::Privacy>,
     /// Test mode (`[testing]`), when it is on: never in production.
     pub testing: Option<Arc<testing::Testing>>,
+    /// How long the bot keeps quiet after a person answered a user from the channel, in ms
+    /// (`[bot] human_silence`).
+    pub human_silence_ms: u64,
 }
 
 /// The routes, with the body limit and request timeout of `settings`.

@@ -113,7 +113,7 @@ pub async fn receive(
     };
     let inbound: Vec<Inbound> = events
         .into_iter()
-        .map(|e| to_inbound(&channel, e))
+        .map(|e| to_inbound(&channel, e, state.human_silence_ms))
         .collect();
     match crate::inbound::accept(&state, inbound, started).await {
         Ok(_) => text(StatusCode::OK, "ok"),
@@ -147,8 +147,21 @@ fn referral(referral: channel_types::Referral) -> Referral {
 
 /// A channel's event as the runtime's: a tap is its payload with its title beside it, an
 /// attachment is never text, and a referral is context, never an answer.
-fn to_inbound(channel: &str, event: InboundEvent) -> Inbound {
+fn to_inbound(channel: &str, event: InboundEvent, human_silence_ms: u64) -> Inbound {
     let message = match event.kind {
+        InboundKind::PersonReplied => {
+            return Inbound::new(
+                ConversationKey::new(channel, event.user_id),
+                event.event_id,
+                match event.timestamp_ms {
+                    0 => influxify_runtime::clock::now_ms(),
+                    at => at,
+                },
+                Event::PersonReplied {
+                    silence_ms: human_silence_ms,
+                },
+            );
+        }
         InboundKind::Text(text) => UserMessage::text(text),
         InboundKind::QuickReply((title, payload)) => UserMessage::tap(title, payload),
         InboundKind::Postback(postback) => UserMessage {

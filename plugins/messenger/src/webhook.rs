@@ -66,6 +66,8 @@ struct Messaging {
     #[serde(default)]
     sender: Option<Party>,
     #[serde(default)]
+    recipient: Option<Party>,
+    #[serde(default)]
     timestamp: Option<u64>,
     #[serde(default)]
     message: Option<Message>,
@@ -88,6 +90,10 @@ struct Message {
     text: Option<String>,
     #[serde(default)]
     is_echo: bool,
+    /// On an echo: the app that sent the message (absent or another app's: a person, e.g. in
+    /// the Page Inbox).
+    #[serde(default)]
+    app_id: Option<serde_json::Value>,
     #[serde(default)]
     quick_reply: Option<QuickReplyTap>,
     #[serde(default)]
@@ -264,8 +270,11 @@ fn convert(
     // the same on a redelivery).
     let timestamp_ms = provider_time.unwrap_or(0);
     let time_text = timestamp_ms.to_string();
+    if let Some(message) = event.message.as_ref().filter(|m| m.is_echo) {
+        return person_replied(message, event.recipient.as_ref(), timestamp_ms, out, page);
+    }
     let routed = match (&event.message, &event.postback, &event.referral) {
-        (Some(message), _, _) => !message.is_echo && has_content(message),
+        (Some(message), _, _) => has_content(message),
         (None, Some(_), _) | (None, None, Some(_)) => true,
         _ => false,
     };
@@ -348,6 +357,39 @@ fn convert(
         );
         push(event_id, InboundKind::Referral(referral.into()));
     }
+}
+
+/// An echo of a message the page sent: the bot's own (its app's id, the `app_id` setting) is
+/// not routed; one another app sent (a person answering in the Page Inbox) becomes
+/// `person-replied` for the user it went to. Without the `app_id` setting the bot cannot tell
+/// its own echoes apart, and echoes are not routed.
+fn person_replied(
+    message: &Message,
+    recipient: Option<&Party>,
+    timestamp_ms: u64,
+    out: &mut Vec<InboundEvent>,
+    page: Option<&str>,
+) {
+    let Some(own) = influxify_plugin_sdk::config::get("app_id") else {
+        return;
+    };
+    let sender_app = message.app_id.as_ref().map(|id| match id {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    if sender_app.as_deref() == Some(own.trim()) {
+        return;
+    }
+    let (Some(user), Some(mid)) = (recipient.filter(|r| !r.id.is_empty()), &message.mid) else {
+        return;
+    };
+    out.push(InboundEvent {
+        user_id: user.id.clone(),
+        event_id: format!("{mid}:echo"),
+        timestamp_ms,
+        kind: InboundKind::PersonReplied,
+        account: page.map(str::to_string),
+    });
 }
 
 /// Whether a (non-echo) message has something to route: a quick reply, text or attachments.

@@ -854,3 +854,40 @@ nodes:
         .collect();
     assert_eq!(got.len(), 2, "the empty text of `b` is left out: {got:?}");
 }
+
+#[test]
+fn the_bot_keeps_quiet_while_a_person_answers_from_the_page() {
+    let flows = flows(&[CHANNEL]);
+    let mut state = ConversationState::new("channel");
+    let mut at = T0;
+    let turn = |state: &mut ConversationState, event: Event, at: u64| {
+        let turn = step(&flows, state.clone(), &event, at);
+        *state = turn.state.clone();
+        turn
+    };
+    turn(&mut state, user("hi"), at);
+    // A person answers from the Page Inbox: for 30 minutes the bot never answers the user,
+    // intents included; what they write goes to the operator.
+    at += 1_000;
+    turn(
+        &mut state,
+        Event::PersonReplied {
+            silence_ms: 30 * 60_000,
+        },
+        at,
+    );
+    for text in ["shipping", "main menu"] {
+        at += 1_000;
+        let quiet = turn(&mut state, user(text), at);
+        assert!(texts(&quiet).is_empty(), "{text}: {:?}", quiet.effects);
+        assert!(
+            matches!(&quiet.effects[..], [Effect::ForwardToOperator(m)] if m.text.as_deref() == Some(text))
+        );
+    }
+    assert_eq!(state.node.as_deref(), Some("ask_topic"));
+    // Afterwards the bot answers again, where the flow was.
+    at += 30 * 60_000;
+    let back = turn(&mut state, user("shipping"), at);
+    assert_eq!(texts(&back), ["A photo, please. From "]);
+    assert!(state.silenced_until.is_none());
+}

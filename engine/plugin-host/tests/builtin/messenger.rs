@@ -1187,3 +1187,42 @@ fn many_pages_on_one_app_each_answer_with_their_own_token() {
     }
     assert_eq!(graph.requests().len(), 2);
 }
+
+#[test]
+fn a_person_answering_from_the_page_inbox_is_told_from_the_bot_s_own_echoes() {
+    let echo = |mid: &str, app_id: Option<u64>| {
+        let mut message = json!({"mid": mid, "is_echo": true, "text": "Hello from a person"});
+        if let Some(app) = app_id {
+            message["app_id"] = app.into();
+        }
+        json!({"sender": {"id": "1691462197845448"}, "recipient": {"id": PSID}, "timestamp": 9, "message": message})
+    };
+    let body =
+        json!({"object": "page", "entry": [{"id": "1691462197845448", "time": 9, "messaging": [
+            echo("m_bot", Some(1517776481860111)),
+            echo("m_inbox", Some(263902037430900)),
+            echo("m_person", None),
+        ]}]})
+        .to_string();
+    // Without the `app_id` setting the bot cannot tell its own echoes: none is routed.
+    let (host, _, _dir) = messenger_at(None, secrets());
+    assert!(parse(&host, body.as_bytes()).unwrap().is_empty());
+    // With it, the bot's own echo is not routed; another app's (the Page Inbox) or a person's
+    // is `person-replied`, for the user the message went to.
+    let (host, _, _dir) = messenger_with(None, secrets(), &[("app_id", "1517776481860111")]);
+    let events = parse(&host, body.as_bytes()).unwrap();
+    let got: Vec<(&str, &str, bool)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.user_id.as_str(),
+                e.event_id.as_str(),
+                matches!(e.kind, InboundKind::PersonReplied),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(PSID, "m_inbox:echo", true), (PSID, "m_person:echo", true)]
+    );
+}
