@@ -234,3 +234,103 @@ fn signed_messenger_webhooks_reach_the_flow_and_replies_go_to_the_send_api() {
     );
     assert_eq!(status, 404);
 }
+
+/// Posts one signed webhook carrying `event` (a `messaging` item) to `served`; its status.
+fn post_event(served: &Served, event: serde_json::Value) -> u16 {
+    let body = serde_json::json!({
+        "object": "page",
+        "entry": [{"id": "1691462197845448", "time": event["timestamp"], "messaging": [event]}],
+    })
+    .to_string();
+    let headers = [
+        ("content-type", "application/json".to_string()),
+        ("x-hub-signature-256", signature(body.as_bytes())),
+    ];
+    http(
+        &served.addr,
+        "POST",
+        "/channels/messenger/webhook",
+        &headers,
+        body.as_bytes(),
+    )
+    .0
+}
+
+/// A person answering the user from the Page Inbox (an echo another app sent) keeps the bot
+/// quiet with that user for `[bot] human_silence`; the bot's own echoes do not.
+#[test]
+fn a_person_answering_from_the_page_inbox_keeps_the_bot_quiet() {
+    const PSID: &str = "24000000000000777";
+    const OUR_APP: &str = "1517776481860111";
+    let graph = HttpServer::start(|_| {
+        Response::json(
+            200,
+            &serde_json::json!({"recipient_id": PSID, "message_id": "m_sent"}),
+        )
+    });
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    install_messenger(&plugins, &graph.url);
+    let manifest = plugins.join("messenger/plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("[config]", &format!("[config]\napp_id = \"{OUR_APP}\"")),
+    )
+    .unwrap();
+    let flows = work.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(flows.join("hello.yaml"), FLOW).unwrap();
+    let config = work.path().join("influxify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bot]\nflows = {flows:?}\nentry = \"hello\"\nhuman_silence = \"2s\"\n\
+             [plugins]\ndir = {plugins:?}\n[store]\ndata = {:?}\n",
+            work.path().join("data")
+        ),
+    )
+    .unwrap();
+    let served = crate::served::serve_with(
+        &["--config".into(), config.into_os_string()],
+        &[
+            ("INFLUXIFY_SECRET_MESSENGER_APP_SECRET", APP_SECRET),
+            ("INFLUXIFY_SECRET_MESSENGER_PAGE_TOKEN", "page-token"),
+        ],
+    );
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let from_user = |mid: &str, text: &str| {
+        serde_json::json!({"sender": {"id": PSID}, "recipient": {"id": "1691462197845448"},
+            "timestamp": now(), "message": {"mid": mid, "text": text}})
+    };
+    let echo = |mid: &str, app: &str| {
+        serde_json::json!({"sender": {"id": "1691462197845448"}, "recipient": {"id": PSID},
+            "timestamp": now(), "message": {"mid": mid, "is_echo": true, "app_id": app.parse::<u64>().unwrap(), "text": "..."}})
+    };
+    assert_eq!(post_event(&served, from_user("m_1", "hi")), 200);
+    assert_eq!(
+        wait_for(&graph, 1)[0]["message"]["text"],
+        "Hi! What's your name?"
+    );
+    // The bot's own echo changes nothing.
+    assert_eq!(post_event(&served, echo("m_echo_1", OUR_APP)), 200);
+    // A person answers from the Page Inbox: the user's next message is not answered.
+    assert_eq!(
+        post_event(&served, echo("m_echo_2", "263902037430900")),
+        200
+    );
+    assert_eq!(post_event(&served, from_user("m_2", "Ada")), 200);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(sends(&graph).len(), 1, "{:?}", sends(&graph));
+    // Once the silence is over, the bot answers again, where the flow was.
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(post_event(&served, from_user("m_3", "Bob")), 200);
+    let seen = wait_for(&graph, 2);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1]["message"]["text"], "Nice to meet you, Bob.");
+}
