@@ -551,8 +551,8 @@ struct Summary {
     rss_mb: f64,
 }
 
-pub fn load(args: &[String]) -> Result<(), String> {
-    let options = options(args)?;
+/// Builds the built-in plugins and the release `influxify`; the binary's path.
+pub(crate) fn release_binary() -> Result<PathBuf, String> {
     crate::plugins()?;
     let mut build = cargo();
     build.args(["build", "--release", "--locked", "-p", "influxify-cli"]);
@@ -560,7 +560,12 @@ pub fn load(args: &[String]) -> Result<(), String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
-    let binary = target.join("release/influxify");
+    Ok(target.join("release/influxify"))
+}
+
+pub fn load(args: &[String]) -> Result<(), String> {
+    let options = options(args)?;
+    let binary = release_binary()?;
     let flows: Vec<&str> = match options.flow.as_str() {
         "all" => vec!["bare", "silent", "echo", "typing", "plugins"],
         one => vec![one],

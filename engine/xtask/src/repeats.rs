@@ -14,7 +14,7 @@
 
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,7 +23,6 @@ use crate::load::{
     ECHO, GraphSeen, Killed, fake_graph, install, payload, read_response, serve_command, signature,
     started,
 };
-use crate::{cargo, root, run};
 
 struct Options {
     kills: u32,
@@ -101,14 +100,7 @@ fn drain(seen: &GraphSeen, want: usize) -> usize {
 
 pub fn repeats(args: &[String]) -> Result<(), String> {
     let options = options(args)?;
-    crate::plugins()?;
-    let mut build = cargo();
-    build.args(["build", "--release", "--locked", "-p", "influxify-cli"]);
-    run(build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let binary = target.join("release/influxify");
+    let binary = crate::load::release_binary()?;
     for under_load in [true, false] {
         let work = std::env::temp_dir().join(format!(
             "influxify-repeats-{}-{under_load}",
