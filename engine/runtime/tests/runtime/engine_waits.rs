@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use influxify_runtime::EffectError;
+use influxify_runtime::{EffectError, Runtime};
 use influxify_store::MemoryStore;
 
 use crate::*;
@@ -17,6 +17,19 @@ nodes:
   hello: { kind: message, typing: 2s, text: 'Hello!', next: ask }
   ask: { kind: ask, prompt: 'Name?', store: name, next: hello }
 ";
+
+/// A runtime on a memory store serving the one flow `source` (id `flow`), its effects recorded
+/// by `recorder`.
+async fn serving(recorder: &Arc<Recorder>, flow: &str, source: &str) -> Runtime {
+    let file = format!("{flow}.yaml");
+    runtime_with(
+        Arc::new(MemoryStore::new()),
+        recorder.clone(),
+        flow,
+        &[(file.as_str(), source)],
+    )
+    .await
+}
 
 fn threads() -> usize {
     std::fs::read_to_string("/proc/self/status")
@@ -39,13 +52,7 @@ async fn until(deadline: Duration, done: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typing_indicator_comes_first_and_the_message_after_the_pause() {
     let recorder = Arc::new(Recorder::default());
-    let runtime = runtime_with(
-        Arc::new(MemoryStore::new()),
-        recorder.clone(),
-        "typing",
-        &[("typing.yaml", TYPING)],
-    )
-    .await;
+    let runtime = serving(&recorder, "typing", TYPING).await;
     runtime
         .ingest(vec![message("ada", "m1", 1, "hi")])
         .await
@@ -66,13 +73,7 @@ async fn the_typing_indicator_comes_first_and_the_message_after_the_pause() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_typing_pauses_at_once_cost_no_threads() {
     let recorder = Arc::new(Recorder::default());
-    let runtime = runtime_with(
-        Arc::new(MemoryStore::new()),
-        recorder.clone(),
-        "typing",
-        &[("typing.yaml", TYPING)],
-    )
-    .await;
+    let runtime = serving(&recorder, "typing", TYPING).await;
     const USERS: usize = 5_000;
     let before = threads();
     let started = Instant::now();
@@ -113,13 +114,7 @@ nodes:
         .lock()
         .unwrap()
         .push_back(Err(EffectError::retry_after("rate limited", 600)));
-    let runtime = runtime_with(
-        Arc::new(MemoryStore::new()),
-        recorder.clone(),
-        "call",
-        &[("call.yaml", CALL)],
-    )
-    .await;
+    let runtime = serving(&recorder, "call", CALL).await;
     let started = Instant::now();
     runtime
         .ingest(vec![message("ada", "m1", 1, "hi")])
@@ -151,13 +146,7 @@ async fn the_profile_is_asked_once_and_only_for_the_fields_the_flows_read() {
     .as_object()
     .unwrap()
     .clone();
-    let runtime = runtime_with(
-        Arc::new(MemoryStore::new()),
-        recorder.clone(),
-        "greet",
-        &[("greet.yaml", GREETING)],
-    )
-    .await;
+    let runtime = serving(&recorder, "greet", GREETING).await;
     runtime
         .ingest(vec![message("ada", "m1", 1, "hi")])
         .await
